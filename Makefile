@@ -1,0 +1,47 @@
+# Two commands from a fresh clone: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.stratus-installed
+AZURITE_VERSION := 3.37.0
+AZURITE := .tools/node_modules/.bin/azurite-blob
+
+.PHONY: run test venv lint format clean bench
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+venv: $(STAMP)
+
+$(AZURITE):
+	npm install --silent --no-fund --no-audit --prefix .tools azurite@$(AZURITE_VERSION)
+
+## make run: install, load the sample data if the lakehouse is empty, serve on http://127.0.0.1:8080
+run: $(STAMP)
+	$(BIN)/stratus sample-data --load --if-empty
+	$(BIN)/stratus serve
+
+## make test: install with test extras and the Azurite emulator, lint, run the whole suite.
+## The pytest fixtures start Azurite (and any other service) and stop it when the run ends.
+test: $(STAMP) $(AZURITE)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	STRATUS_AZURITE_BIN=$(abspath $(AZURITE)) $(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/query.py
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache .ruff_cache

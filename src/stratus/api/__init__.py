@@ -1,0 +1,51 @@
+"""Flask app factory: blueprints, problem-document errors, the shared Stratus services."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from stratus.api import meta, weather
+from stratus.api.problems import Problem, from_http_exception
+from stratus.api.state import EXTENSION
+from stratus.config import Settings
+from stratus.context import Stratus
+from stratus.lakehouse.storage import StorageError
+
+log = logging.getLogger(__name__)
+
+
+def create_app(stratus: Stratus | None = None, settings: Settings | None = None) -> Flask:
+    app = Flask(__name__)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions[EXTENSION] = stratus or Stratus.from_settings(settings)
+    app.register_blueprint(meta.bp)
+    app.register_blueprint(weather.bp)
+
+    @app.errorhandler(Problem)
+    def _problem(exc: Problem) -> Response:
+        return exc.response()
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        return from_http_exception(exc).response()
+
+    @app.errorhandler(StorageError)
+    def _storage(exc: StorageError) -> Response:
+        log.error("storage unavailable: %s", exc)
+        return Problem(
+            503,
+            "Storage unavailable",
+            "the lakehouse storage cannot be reached; retry later",
+            type_="/problems/storage-unavailable",
+            headers={"Retry-After": "5"},
+        ).response()
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return Problem(500, "Internal Server Error", "an unexpected error occurred").response()
+
+    return app

@@ -1,0 +1,50 @@
+"""Arrow tables to JSON (orjson), CSV or Parquet responses."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from flask import Response
+
+FORMATS = ("json", "csv", "parquet")
+MIMETYPES = {
+    "json": "application/json",
+    "csv": "text/csv; charset=utf-8",
+    "parquet": "application/vnd.apache.parquet",
+}
+
+
+def rows(table: pa.Table) -> list[dict[str, Any]]:
+    names = table.column_names
+    columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    return Response(
+        orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS),
+        status=status,
+        mimetype="application/json",
+    )
+
+
+def table_response(table: pa.Table, fmt: str, envelope: dict[str, Any], filename: str) -> Response:
+    """JSON wraps rows in ``envelope`` (paging etc.); CSV/Parquet carry it in headers."""
+    if fmt == "json":
+        return json_response({**envelope, "count": table.num_rows, "data": rows(table)})
+    buf = io.BytesIO()
+    if fmt == "csv":
+        pacsv.write_csv(table, buf)
+    else:
+        pq.write_table(table, buf, compression="zstd")
+    resp = Response(buf.getvalue(), mimetype=MIMETYPES[fmt])
+    resp.headers["Content-Disposition"] = f'attachment; filename="{filename}.{fmt}"'
+    resp.headers["X-Row-Count"] = str(table.num_rows)
+    if envelope.get("next_cursor"):
+        resp.headers["X-Next-Cursor"] = envelope["next_cursor"]
+    return resp

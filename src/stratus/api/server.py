@@ -1,0 +1,39 @@
+"""gunicorn in-process: each worker builds its own app after the fork (DuckDB is not fork-safe)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from stratus.config import Settings
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        options: dict[str, Any] = {
+            "bind": f"{self.settings.host}:{self.settings.port}",
+            "workers": self.settings.workers,
+            "threads": 4,
+            "worker_class": "gthread",
+            "preload_app": False,
+            "timeout": 60,
+            "graceful_timeout": 20,
+            "accesslog": "-",
+            "loglevel": self.settings.log_level.lower(),
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from stratus.api import create_app
+
+        return create_app(settings=self.settings)
+
+
+def run_gunicorn(settings: Settings) -> None:
+    _Gunicorn(settings).run()

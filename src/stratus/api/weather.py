@@ -1,0 +1,75 @@
+"""Weather endpoints: thin HTTP over :class:`stratus.weather.queries.WeatherQueries`."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from stratus.api.encoding import json_response, table_response
+from stratus.api.params import SummaryParams, WeatherParams, parse
+from stratus.api.problems import Problem, invalid_parameter
+from stratus.api.state import platform
+from stratus.weather.queries import BadCursorError, UnknownCityError
+from stratus.weather.schema import HOURLY_FIELDS
+
+bp = Blueprint("weather", __name__, url_prefix="/api/v1")
+
+
+def _unknown_city(exc: UnknownCityError) -> Problem:
+    ids = ", ".join(exc.city_ids)
+    return Problem(
+        404,
+        "Unknown city",
+        f"city_id: no such city: {ids} (GET /api/v1/cities lists them)",
+        type_="/problems/unknown-city",
+        parameter="city_id",
+        errors=[{"parameter": "city_id", "message": f"unknown city {c}"} for c in exc.city_ids],
+    )
+
+
+@bp.get("/cities")
+def cities() -> Response:
+    data = platform().weather.cities()
+    return json_response({"count": len(data), "data": data})
+
+
+@bp.get("/weather")
+def hourly() -> Response:
+    p = parse(WeatherParams, request.args)
+    settings = platform().settings
+    limit = p.limit or settings.default_page_size
+    if limit > settings.max_page_size:
+        raise invalid_parameter("limit", f"must be between 1 and {settings.max_page_size}")
+    fields = p.fields or list(HOURLY_FIELDS)
+    try:
+        page = platform().weather.hourly(
+            p.city_id, p.start, p.end, fields=fields, limit=limit, cursor=p.cursor
+        )
+    except UnknownCityError as exc:
+        raise _unknown_city(exc) from None
+    except BadCursorError as exc:
+        raise invalid_parameter("cursor", str(exc)) from None
+    envelope = {
+        "city_ids": p.city_id,
+        "start": p.start.isoformat(),
+        "end": p.end.isoformat(),
+        "fields": fields,
+        "limit": limit,
+        "next_cursor": page.next_cursor,
+    }
+    return table_response(page.table, p.format, envelope, "weather")
+
+
+@bp.get("/weather/summary")
+def summary() -> Response:
+    p = parse(SummaryParams, request.args)
+    try:
+        table = platform().weather.summary(p.city_id, p.start, p.end, p.granularity)
+    except UnknownCityError as exc:
+        raise _unknown_city(exc) from None
+    envelope = {
+        "city_ids": p.city_id,
+        "start": p.start.isoformat(),
+        "end": p.end.isoformat(),
+        "granularity": p.granularity,
+    }
+    return table_response(table, p.format, envelope, f"weather-summary-{p.granularity}")

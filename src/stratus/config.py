@@ -1,0 +1,85 @@
+"""Settings from ``STRATUS_*`` environment variables, validated once at start.
+
+Every setting is documented in the README's configuration table; keep the two in step.
+Azure credentials use the usual ``AZURE_STORAGE_*`` names so existing set-ups work unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+PREFIX = "STRATUS_"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    home: Path = Field(default=Path(".stratus"))
+    storage_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    workers: int = Field(default=2, ge=1, le=64)
+    log_level: str = "INFO"
+    max_page_size: int = Field(default=50_000, ge=1, le=1_000_000)
+    default_page_size: int = Field(default=5_000, ge=1, le=1_000_000)
+
+    # Azure Blob credentials (read from the standard AZURE_STORAGE_* variables).
+    azure_account_name: str | None = None
+    azure_account_key: str | None = Field(default=None, repr=False)
+    azure_sas_token: str | None = Field(default=None, repr=False)
+    azure_connection_string: str | None = Field(default=None, repr=False)
+    azure_endpoint: str | None = None
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        v = v.upper()
+        if v not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return v
+
+    @property
+    def lakehouse_url(self) -> str:
+        """Root of all tables: ``STRATUS_STORAGE_URL`` or ``$STRATUS_HOME/lakehouse``."""
+        if self.storage_url:
+            return self.storage_url.rstrip("/")
+        return str((self.home / "lakehouse").resolve())
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            if name.startswith("azure_"):
+                continue
+            raw = env.get(PREFIX + name.upper())
+            if raw not in (None, ""):
+                values[name] = raw
+        azure = {
+            "azure_account_name": "AZURE_STORAGE_ACCOUNT_NAME",
+            "azure_account_key": "AZURE_STORAGE_ACCOUNT_KEY",
+            "azure_sas_token": "AZURE_STORAGE_SAS_TOKEN",
+            "azure_connection_string": "AZURE_STORAGE_CONNECTION_STRING",
+            "azure_endpoint": "AZURE_STORAGE_ENDPOINT",
+        }
+        for field, var in azure.items():
+            if env.get(var):
+                values[field] = env[var]
+        values.update(overrides)
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                field = str(err["loc"][0]) if err["loc"] else "?"
+                var = azure.get(field, PREFIX + field.upper())
+                problems.append(f"{var}: {err['msg']}")
+            raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,101 @@
+"""The embedded engine: DuckDB over the pruned Parquet files of Delta tables.
+
+Local tables are read by path with ``read_parquet`` (Parquet metadata cached across queries);
+tables on object storage are read through delta-rs's object-store file system as a PyArrow
+dataset, which DuckDB scans with filter pushdown. Partition columns are not stored in Delta
+data files; they come back from the Hive-style paths.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+
+from stratus.engine.base import TableScan
+from stratus.lakehouse.storage import Storage
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class LocalEngine:
+    def __init__(self, storage: Storage, threads: int | None = None) -> None:
+        self.storage = storage
+        self._root = duckdb.connect()
+        self._root.execute("SET parquet_metadata_cache = true")
+        if threads:
+            self._root.execute(f"SET threads = {int(threads)}")
+        self._local = threading.local()
+        self._fs: pafs.FileSystem | None = None
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """A cursor per thread (DuckDB connections are not shared across threads)."""
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._local.cursor = self._root.cursor()
+        return cur
+
+    def _remote_fs(self) -> pafs.FileSystem:
+        if self._fs is None:
+            from deltalake.fs import DeltaStorageHandler
+
+            handler = DeltaStorageHandler(self.storage.root, self.storage.options)
+            self._fs = pafs.PyFileSystem(handler)
+        return self._fs
+
+    def relation_sql(self, name: str, scan: TableScan, con: duckdb.DuckDBPyConnection) -> str:
+        """SQL for a relation over ``scan``'s files (registering an Arrow object if needed)."""
+        spec = scan.spec
+        empty = pa.table({f.name: pa.array([], f.type) for f in spec.schema})
+        if not scan.files:
+            con.register(name, empty)
+            return name
+        if self.storage.is_local:
+            files = ", ".join(_sql_str(self.storage.local_path(f)) for f in scan.files)
+            if spec.partition_by:
+                types = ", ".join(f"{_sql_str(p)}: 'VARCHAR'" for p in spec.partition_by)
+                opts = f", hive_partitioning = true, hive_types = {{{types}}}"
+            else:
+                opts = ", hive_partitioning = false"
+            cols = ", ".join(f'"{c}"' for c in spec.schema.names)
+            return f"(SELECT {cols} FROM read_parquet([{files}]{opts}))"
+        prefix = self.storage.root.rstrip("/") + "/"
+        rel = [f[len(prefix) :] if f.startswith(prefix) else f for f in scan.files]
+        part_schema = pa.schema([spec.schema.field(p) for p in spec.partition_by])
+        dataset = pads.dataset(
+            rel,
+            schema=spec.schema,
+            format="parquet",
+            filesystem=self._remote_fs(),
+            partitioning=pads.partitioning(part_schema, flavor="hive")
+            if spec.partition_by
+            else None,
+        )
+        con.register(name, dataset)
+        return name
+
+    def query(
+        self,
+        sql: str,
+        scans: Mapping[str, TableScan],
+        params: Sequence[object] = (),
+    ) -> pa.Table:
+        con = self.connection()
+        text = sql
+        registered = []
+        try:
+            for name, scan in scans.items():
+                rel = self.relation_sql(f"__scan_{name}", scan, con)
+                if rel == f"__scan_{name}":
+                    registered.append(rel)
+                text = text.replace("{" + name + "}", rel)
+            return con.sql(text, params=list(params)).to_arrow_table()
+        finally:
+            for r in registered:
+                con.unregister(r)

@@ -1,0 +1,139 @@
+"""Where tables live: a local folder (default) or Azure Blob Storage (``az://``, ``abfss://``).
+
+The :class:`Storage` object turns the configured root URL into table URLs and the
+``storage_options`` delta-rs needs, and prepares the root (folder or container) once.
+Credentials come from :class:`stratus.config.Settings` and never appear in ``repr`` or errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from stratus.config import Settings
+
+log = logging.getLogger(__name__)
+
+AZURE_SCHEMES = {"az", "abfs", "abfss", "azure"}
+_ABFS_NETLOC = re.compile(r"^(?P<container>[^@]+)@(?P<account>[^.]+)\.(dfs|blob)\.")
+
+
+class StorageError(RuntimeError):
+    """Storage is unreachable or misconfigured (maps to HTTP 503 in the API)."""
+
+
+def _parse_connection_string(conn: str) -> dict[str, str]:
+    parts = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
+    return {k.strip(): v.strip() for k, v in parts.items()}
+
+
+@dataclass(frozen=True)
+class Storage:
+    root: str
+    scheme: str
+    options: dict[str, str] | None = field(default=None, repr=False)
+    container: str | None = None
+    account: str | None = None
+    endpoint: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Storage:
+        url = settings.lakehouse_url
+        parsed = urlparse(url)
+        scheme = parsed.scheme.lower()
+        if scheme in ("", "file") or (len(scheme) == 1 and url[1:3] in (":\\", ":/")):
+            path = Path(parsed.path if scheme == "file" else url).resolve()
+            return cls(root=str(path), scheme="file")
+        if scheme not in AZURE_SCHEMES:
+            raise StorageError(
+                f"unsupported STRATUS_STORAGE_URL scheme {scheme!r}: use a local path, "
+                "az://container/prefix or abfss://container@account.dfs.core.windows.net/prefix"
+            )
+        container = parsed.netloc
+        account = settings.azure_account_name
+        m = _ABFS_NETLOC.match(parsed.netloc)
+        if m:
+            container, account = m.group("container"), m.group("account")
+        if not container:
+            raise StorageError("STRATUS_STORAGE_URL must name a container, e.g. az://weather")
+        opts: dict[str, str] = {}
+        endpoint = settings.azure_endpoint
+        key = settings.azure_account_key
+        sas = settings.azure_sas_token
+        if settings.azure_connection_string:
+            conn = _parse_connection_string(settings.azure_connection_string)
+            account = conn.get("AccountName", account)
+            key = conn.get("AccountKey", key)
+            sas = conn.get("SharedAccessSignature", sas)
+            endpoint = conn.get("BlobEndpoint", endpoint)
+        if not account:
+            raise StorageError(
+                "Azure storage needs an account: set AZURE_STORAGE_ACCOUNT_NAME "
+                "or AZURE_STORAGE_CONNECTION_STRING"
+            )
+        opts["account_name"] = account
+        if key:
+            opts["account_key"] = key
+        if sas:
+            opts["sas_token"] = sas.lstrip("?")
+        if endpoint:
+            endpoint = endpoint.rstrip("/")
+            opts["endpoint"] = endpoint
+            if endpoint.startswith("http://"):
+                opts["allow_http"] = "true"
+        root = f"az://{container}{parsed.path}".rstrip("/")
+        return cls(
+            root=root,
+            scheme="az",
+            options=opts,
+            container=container,
+            account=account,
+            endpoint=endpoint,
+        )
+
+    @property
+    def is_local(self) -> bool:
+        return self.scheme == "file"
+
+    def table_url(self, relative: str) -> str:
+        relative = relative.strip("/")
+        return f"{self.root}/{relative}"
+
+    def local_path(self, uri: str) -> str:
+        """A file URI returned by delta-rs as a plain local path (local storage only)."""
+        if uri.startswith("file://"):
+            return urlparse(uri).path
+        return uri
+
+    def prepare(self) -> None:
+        """Create the root folder or the Azure container if it does not exist yet."""
+        if self.is_local:
+            Path(self.root).mkdir(parents=True, exist_ok=True)
+            return
+        self._ensure_container()
+
+    def _ensure_container(self) -> None:
+        from azure.core.exceptions import AzureError, ResourceExistsError
+        from azure.storage.blob import BlobServiceClient
+
+        assert self.options is not None
+        account_url = self.endpoint or f"https://{self.account}.blob.core.windows.net"
+        credential: object | None = None
+        if "account_key" in self.options:
+            credential = {"account_name": self.account, "account_key": self.options["account_key"]}
+        elif "sas_token" in self.options:
+            credential = self.options["sas_token"]
+        try:
+            client = BlobServiceClient(account_url=account_url, credential=credential)
+            client.create_container(self.container)
+            log.info("created Azure container %s", self.container)
+        except ResourceExistsError:
+            pass
+        except AzureError as exc:
+            raise StorageError(
+                f"Azure Blob Storage at {account_url} is not reachable "
+                f"({type(exc).__name__}); check AZURE_STORAGE_* settings"
+            ) from None

@@ -1,0 +1,247 @@
+"""Delta table access: open once, refresh cheaply, prune files, write atomically.
+
+Each table is opened once per process and kept; before a read it is brought up to date with
+``update_incremental()`` only when its log may have changed (local: the ``_delta_log`` folder's
+mtime; remote: at most every ``refresh_interval`` seconds). File pruning uses the add actions'
+partition values and min/max statistics, cached per table version, so a query touches only the
+files that can hold its rows. Every write is one Delta commit: it happens entirely or not at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable, WriterProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+from stratus.catalog import TableSpec
+from stratus.lakehouse.storage import Storage, StorageError
+
+log = logging.getLogger(__name__)
+
+# Row groups small enough that a 7-day read of a 5-year city file touches one or two of them
+# (measured in benchmarks/query.py), large enough to keep metadata small.
+ROW_GROUP_SIZE = 8_760
+COMMIT_RETRIES = 5
+
+
+class WriteConflictError(RuntimeError):
+    """A concurrent writer won every retry; nothing was written."""
+
+
+@dataclass
+class _Cached:
+    table: DeltaTable
+    version: int
+    checked_at: float
+    log_mtime: float
+    files: pa.Table | None = None  # add actions of `version`
+    files_version: int = -1
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    inserted: int
+    updated: int
+    version: int | None
+
+
+class Lakehouse:
+    def __init__(self, storage: Storage, refresh_interval: float = 1.0) -> None:
+        self.storage = storage
+        self.refresh_interval = refresh_interval
+        self._cache: dict[str, _Cached] = {}
+        self._lock = threading.RLock()
+
+    # ---- reading -------------------------------------------------------------------------
+    def url(self, spec: TableSpec) -> str:
+        return self.storage.table_url(spec.path)
+
+    def _log_mtime(self, spec: TableSpec) -> float:
+        if not self.storage.is_local:
+            return 0.0
+        try:
+            return os.stat(os.path.join(self.url(spec), "_delta_log")).st_mtime
+        except FileNotFoundError:
+            return -1.0
+
+    def table(self, spec: TableSpec) -> DeltaTable | None:
+        """The table at its latest version, or None if it does not exist yet."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(spec.full_name)
+            if cached is not None:
+                stale = (
+                    self._log_mtime(spec) != cached.log_mtime
+                    if self.storage.is_local
+                    else now - cached.checked_at >= self.refresh_interval
+                )
+                if stale:
+                    cached.log_mtime = self._log_mtime(spec)
+                    cached.table.update_incremental()
+                    cached.version = cached.table.version()
+                    cached.checked_at = now
+                return cached.table
+            mtime = self._log_mtime(spec)
+            try:
+                dt_ = DeltaTable(self.url(spec), storage_options=self.storage.options)
+            except TableNotFoundError:
+                return None
+            except (DeltaError, OSError) as exc:
+                raise StorageError(f"cannot open table {spec.full_name}: {exc}") from None
+            self._cache[spec.full_name] = _Cached(dt_, dt_.version(), now, mtime)
+            return dt_
+
+    def invalidate(self, spec: TableSpec) -> None:
+        with self._lock:
+            self._cache.pop(spec.full_name, None)
+
+    def files(self, spec: TableSpec) -> pa.Table | None:
+        """Add actions (path, row count, partition values, min/max stats), latest version."""
+        dt_ = self.table(spec)
+        if dt_ is None:
+            return None
+        with self._lock:
+            cached = self._cache[spec.full_name]
+            if cached.files is None or cached.files_version != cached.version:
+                cached.files = pa.table(cached.table.get_add_actions(flatten=True))
+                cached.files_version = cached.version
+            return cached.files
+
+    def prune(
+        self,
+        spec: TableSpec,
+        partition: dict[str, Sequence[str]] | None = None,
+        ranges: dict[str, tuple[object, object]] | None = None,
+    ) -> list[str]:
+        """Data files that may hold rows with the given partition values and column ranges.
+
+        ``ranges`` maps a column to an inclusive (low, high) interval; files whose min/max
+        statistics lie wholly outside it are skipped.
+        """
+        files = self.files(spec)
+        if files is None or files.num_rows == 0:
+            return []
+        mask = pa.array([True] * files.num_rows)
+        for col, values in (partition or {}).items():
+            mask = pc.and_(mask, pc.is_in(files[f"partition.{col}"], pa.array(list(values))))
+        for col, (low, high) in (ranges or {}).items():
+            mn, mx = f"min.{col}", f"max.{col}"
+            if mn in files.column_names and mx in files.column_names:
+                keep = pc.and_kleene(
+                    pc.invert(pc.fill_null(pc.less(files[mx], pa.scalar(low)), False)),
+                    pc.invert(pc.fill_null(pc.greater(files[mn], pa.scalar(high)), False)),
+                )
+                mask = pc.and_(mask, keep)
+        paths = files.filter(mask)["path"].to_pylist()
+        root = self.url(spec)
+        return [f"{root}/{p}" for p in paths]
+
+    def version(self, spec: TableSpec) -> int | None:
+        dt_ = self.table(spec)
+        return None if dt_ is None else dt_.version()
+
+    # ---- writing -------------------------------------------------------------------------
+    def _writer_properties(self) -> WriterProperties:
+        return WriterProperties(max_row_group_size=ROW_GROUP_SIZE, compression="ZSTD")
+
+    def ensure(self, spec: TableSpec) -> DeltaTable:
+        """Open the table, creating it (an empty version 0) if it does not exist."""
+        existing = self.table(spec)
+        if existing is not None:
+            return existing
+        self.storage.prepare()
+        try:
+            DeltaTable.create(
+                self.url(spec),
+                schema=spec.schema,
+                partition_by=spec.partition_by or None,
+                mode="ignore",
+                name=spec.short_name,
+                description=spec.comment,
+                storage_options=self.storage.options,
+            )
+        except (DeltaError, OSError) as exc:
+            raise StorageError(f"cannot create table {spec.full_name}: {exc}") from None
+        self.invalidate(spec)
+        table = self.table(spec)
+        assert table is not None
+        return table
+
+    def append(self, spec: TableSpec, data: pa.Table) -> int:
+        self.ensure(spec)
+        write_deltalake(
+            self.url(spec),
+            data.select(spec.schema.names).cast(spec.schema),
+            mode="append",
+            partition_by=spec.partition_by or None,
+            storage_options=self.storage.options,
+            writer_properties=self._writer_properties(),
+        )
+        return self._after_write(spec)
+
+    def overwrite(self, spec: TableSpec, data: pa.Table) -> int:
+        self.storage.prepare()
+        write_deltalake(
+            self.url(spec),
+            data.select(spec.schema.names).cast(spec.schema),
+            mode="overwrite",
+            partition_by=spec.partition_by or None,
+            storage_options=self.storage.options,
+            writer_properties=self._writer_properties(),
+        )
+        return self._after_write(spec)
+
+    def merge(self, spec: TableSpec, data: pa.Table, *, update: bool = True) -> MergeResult:
+        """Upsert ``data`` on the table's key in one commit, retrying on write conflicts."""
+        if data.num_rows == 0:
+            return MergeResult(0, 0, None)
+        data = data.select(spec.schema.names).cast(spec.schema)
+        predicate = " AND ".join(f"t.{k} = s.{k}" for k in spec.key)
+        self.ensure(spec)
+        for attempt in range(1, COMMIT_RETRIES + 1):
+            table = DeltaTable(self.url(spec), storage_options=self.storage.options)
+            merger = table.merge(
+                data,
+                predicate=predicate,
+                source_alias="s",
+                target_alias="t",
+                writer_properties=self._writer_properties(),
+            )
+            if update:
+                merger = merger.when_matched_update_all()
+            try:
+                metrics = merger.when_not_matched_insert_all().execute()
+            except CommitFailedError as exc:
+                log.warning(
+                    "merge into %s conflicted (attempt %d): %s", spec.full_name, attempt, exc
+                )
+                time.sleep(0.05 * attempt)
+                continue
+            version = self._after_write(spec)
+            return MergeResult(
+                inserted=int(metrics.get("num_target_rows_inserted", 0)),
+                updated=int(metrics.get("num_target_rows_updated", 0)),
+                version=version,
+            )
+        raise WriteConflictError(
+            f"{spec.full_name}: concurrent writers won {COMMIT_RETRIES} times; nothing was written"
+        )
+
+    def _after_write(self, spec: TableSpec) -> int:
+        self.invalidate(spec)
+        version = self.version(spec)
+        assert version is not None
+        return version
+
+
+def date_range_filter(start: dt.date, end: dt.date) -> dict[str, tuple[object, object]]:
+    return {"date": (start, end)}

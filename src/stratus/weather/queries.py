@@ -1,0 +1,191 @@
+"""Hourly and summary weather queries over the lakehouse (engine-agnostic SQL).
+
+Reads are pruned twice: by ``city_id`` partition and by the files' ``date`` min/max statistics,
+then the engine's Parquet reader skips row groups by the same statistics.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from stratus.catalog import registry
+from stratus.engine import Engine, TableScan
+from stratus.lakehouse.tables import Lakehouse
+
+
+class UnknownCityError(LookupError):
+    def __init__(self, city_ids: Sequence[str]) -> None:
+        super().__init__(", ".join(city_ids))
+        self.city_ids = list(city_ids)
+
+
+class BadCursorError(ValueError):
+    pass
+
+
+SUMMARY_FIELDS = (
+    "city_id",
+    "period",
+    "temp_min",
+    "temp_max",
+    "temp_mean",
+    "precipitation_total",
+    "humidity_mean",
+    "wind_speed_max",
+    "description_most_frequent",
+    "hours_observed",
+)
+
+
+@dataclass(frozen=True)
+class Page:
+    table: pa.Table
+    next_cursor: str | None
+
+
+def encode_cursor(ts: dt.datetime, city_id: str) -> str:
+    raw = orjson.dumps([ts.isoformat(), city_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        ts, city = orjson.loads(raw)
+        return dt.datetime.fromisoformat(ts), str(city)
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise BadCursorError("cursor is not one this API returned") from None
+
+
+class WeatherQueries:
+    def __init__(self, lakehouse: Lakehouse, engine: Engine) -> None:
+        self.lakehouse = lakehouse
+        self.engine = engine
+
+    # ---- cities --------------------------------------------------------------------------
+    def _data_stats(self) -> dict[str, dict[str, object]]:
+        """Row count and date span per city from the Delta log (no data file is read)."""
+        files = self.lakehouse.files(registry.HOURLY)
+        if files is None or files.num_rows == 0:
+            return {}
+        grouped = files.group_by("partition.city_id").aggregate(
+            [("num_records", "sum"), ("min.date", "min"), ("max.date", "max")]
+        )
+        return {
+            row["partition.city_id"]: {
+                "rows": row["num_records_sum"],
+                "first_date": row["min.date_min"],
+                "last_date": row["max.date_max"],
+            }
+            for row in grouped.to_pylist()
+        }
+
+    def cities(self) -> list[dict[str, object]]:
+        stats = self._data_stats()
+        scan = TableScan(registry.CITIES, self.lakehouse.prune(registry.CITIES))
+        meta = self.engine.query("SELECT * FROM {c} ORDER BY city_id", {"c": scan}).to_pylist()
+        by_id = {m["city_id"]: m for m in meta}
+        out = []
+        for cid in sorted(set(by_id) | set(stats)):
+            row = dict(by_id.get(cid) or {"city_id": cid})
+            s = stats.get(cid, {"rows": 0, "first_date": None, "last_date": None})
+            row.update(s)
+            out.append(row)
+        return out
+
+    def known_city_ids(self) -> set[str]:
+        files = self.lakehouse.files(registry.HOURLY)
+        ids = set() if files is None else set(pc.unique(files["partition.city_id"]).to_pylist())
+        scan = TableScan(registry.CITIES, self.lakehouse.prune(registry.CITIES))
+        if scan.files:
+            ids |= set(
+                self.engine.query("SELECT city_id FROM {c}", {"c": scan})["city_id"].to_pylist()
+            )
+        return ids
+
+    def check_cities(self, city_ids: Sequence[str]) -> None:
+        files = self.lakehouse.files(registry.HOURLY)
+        with_data = set() if files is None else set(files["partition.city_id"].to_pylist())
+        missing = [c for c in city_ids if c not in with_data]
+        if missing:
+            missing = [c for c in missing if c not in self.known_city_ids()]
+        if missing:
+            raise UnknownCityError(missing)
+
+    # ---- hourly --------------------------------------------------------------------------
+    def _scan(self, city_ids: Sequence[str], start: dt.date, end: dt.date) -> TableScan:
+        files = self.lakehouse.prune(
+            registry.HOURLY, partition={"city_id": city_ids}, ranges={"date": (start, end)}
+        )
+        return TableScan(registry.HOURLY, files)
+
+    def hourly(
+        self,
+        city_ids: Sequence[str],
+        start: dt.date,
+        end: dt.date,
+        *,
+        fields: Sequence[str],
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page:
+        self.check_cities(city_ids)
+        after = decode_cursor(cursor) if cursor else None
+        cols = list(dict.fromkeys(["city_id", "ts", *fields]))
+        select = ", ".join(f'"{c}"' for c in cols)
+        where = "city_id IN (SELECT unnest(?)) AND date BETWEEN ? AND ?"
+        params: list[object] = [list(city_ids), start, end]
+        if after:
+            where += " AND (ts > ? OR (ts = ? AND city_id > ?))"
+            params += [after[0], after[0], after[1]]
+        sql = f"SELECT {select} FROM {{hourly}} WHERE {where} ORDER BY ts, city_id LIMIT ?"
+        params.append(limit + 1)
+        table = self.engine.query(sql, {"hourly": self._scan(city_ids, start, end)}, params)
+        next_cursor = None
+        if table.num_rows > limit:
+            table = table.slice(0, limit)
+            last = table.slice(limit - 1, 1).to_pylist()[0]
+            next_cursor = encode_cursor(last["ts"], last["city_id"])
+        return Page(table.select(list(fields)), next_cursor)
+
+    # ---- summary -------------------------------------------------------------------------
+    def summary(
+        self, city_ids: Sequence[str], start: dt.date, end: dt.date, granularity: str
+    ) -> pa.Table:
+        self.check_cities(city_ids)
+        period = {"day": "date", "month": "date_trunc('month', date)::DATE"}[granularity]
+        sql = f"""
+        WITH rows AS (
+          SELECT city_id, {period} AS period, temp, precipitation, humidity, wind_speed,
+                 description
+          FROM {{hourly}}
+          WHERE city_id IN (SELECT unnest(?)) AND date BETWEEN ? AND ?
+        ), descr AS (
+          SELECT city_id, period, description,
+                 row_number() OVER (PARTITION BY city_id, period
+                                    ORDER BY count(*) DESC, description) AS rank
+          FROM rows WHERE description IS NOT NULL
+          GROUP BY city_id, period, description
+        )
+        SELECT r.city_id, r.period,
+               min(temp) AS temp_min, max(temp) AS temp_max, round(avg(temp), 2) AS temp_mean,
+               round(sum(precipitation), 2) AS precipitation_total,
+               round(avg(humidity), 2) AS humidity_mean,
+               max(wind_speed) AS wind_speed_max,
+               any_value(d.description) AS description_most_frequent,
+               count(*) AS hours_observed
+        FROM rows r
+        LEFT JOIN descr d ON d.city_id = r.city_id AND d.period = r.period AND d.rank = 1
+        GROUP BY r.city_id, r.period
+        ORDER BY r.period, r.city_id
+        """
+        return self.engine.query(
+            sql, {"hourly": self._scan(city_ids, start, end)}, [list(city_ids), start, end]
+        )
