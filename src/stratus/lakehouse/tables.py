@@ -60,6 +60,13 @@ class Lakehouse:
         self.refresh_interval = refresh_interval
         self._cache: dict[str, _Cached] = {}
         self._lock = threading.RLock()
+        self._prepared = False
+
+    def prepare(self) -> None:
+        """Create the root folder or container once per process (before the first open)."""
+        if not self._prepared:
+            self.storage.prepare()
+            self._prepared = True
 
     # ---- reading -------------------------------------------------------------------------
     def url(self, spec: TableSpec) -> str:
@@ -90,6 +97,7 @@ class Lakehouse:
                     cached.version = cached.table.version()
                     cached.checked_at = now
                 return cached.table
+            self.prepare()
             mtime = self._log_mtime(spec)
             try:
                 dt_ = DeltaTable(self.url(spec), storage_options=self.storage.options)
@@ -158,7 +166,6 @@ class Lakehouse:
         existing = self.table(spec)
         if existing is not None:
             return existing
-        self.storage.prepare()
         try:
             DeltaTable.create(
                 self.url(spec),
@@ -189,7 +196,7 @@ class Lakehouse:
         return self._after_write(spec)
 
     def overwrite(self, spec: TableSpec, data: pa.Table) -> int:
-        self.storage.prepare()
+        self.prepare()
         write_deltalake(
             self.url(spec),
             data.select(spec.schema.names).cast(spec.schema),
