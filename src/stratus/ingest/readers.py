@@ -21,6 +21,8 @@ import pyarrow.parquet as pq
 
 Progress = Callable[[int], None]
 NULL_STRINGS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"]
+# Columns every input must have; the others may be absent and are then null.
+REQUIRED = frozenset({"city_id", "date", "hour", "temp"})
 
 
 class IngestInputError(ValueError):
@@ -65,14 +67,31 @@ def _finish(columns: dict[str, list[str | None]] | pa.Table, first_record: int) 
     return table.append_column("_record", records)
 
 
-def _check_columns(found: Sequence[str], required: Sequence[str], path: Path) -> list[str]:
+def _check_columns(found: Sequence[str], columns: Sequence[str], path: Path) -> list[str]:
+    """Fail on a missing required column; warn about absent optional and unknown ones."""
+    required = [c for c in columns if c in REQUIRED]
     missing = [c for c in required if c not in found]
     if missing:
         raise IngestInputError(
-            f"{path.name}: missing column(s) {', '.join(missing)}; expected {', '.join(required)}"
+            f"{path.name}: missing column(s) {', '.join(missing)}; "
+            f"expected {', '.join(columns)} ({', '.join(required)} required)"
         )
-    extra = [c for c in found if c not in required and not c.startswith("_")]
-    return [f"ignored column(s) not in the schema: {', '.join(extra)}"] if extra else []
+    warnings = []
+    absent = [c for c in columns if c not in found]
+    if absent:
+        warnings.append(f"column(s) {', '.join(absent)} absent: stored as null")
+    extra = [c for c in found if c not in columns and not c.startswith("_")]
+    if extra:
+        warnings.append(f"ignored column(s) not in the schema: {', '.join(extra)}")
+    return warnings
+
+
+def _complete(table: pa.Table, columns: Sequence[str]) -> pa.Table:
+    """Add absent optional columns as nulls, in schema order."""
+    for c in columns:
+        if c not in table.column_names:
+            table = table.append_column(c, pa.nulls(table.num_rows, pa.string()))
+    return table.select([*columns, *(c for c in table.column_names if c.startswith("_"))])
 
 
 class _CountingReader(io.RawIOBase):
@@ -103,7 +122,7 @@ def read_csv(path: Path, columns: Sequence[str], on_progress: Progress | None = 
                 read_options=pacsv.ReadOptions(block_size=4 << 20),
                 convert_options=pacsv.ConvertOptions(
                     column_types={c: pa.string() for c in columns},
-                    include_columns=list(columns),
+                    include_columns=[c for c in columns if c in header],
                     strings_can_be_null=True,
                     null_values=NULL_STRINGS,
                 ),
@@ -111,7 +130,7 @@ def read_csv(path: Path, columns: Sequence[str], on_progress: Progress | None = 
             table = reader.read_all()
         except pa.ArrowInvalid as exc:
             raise IngestInputError(f"{path.name}: not a readable CSV file ({exc})") from None
-    return RawInput(_finish(table, 1), "csv", size, warnings)
+    return RawInput(_finish(_complete(table, columns), 1), "csv", size, warnings)
 
 
 def read_parquet(
@@ -124,14 +143,15 @@ def read_parquet(
     warnings = _check_columns(pf.schema_arrow.names, columns, path)
     parts = []
     for i in range(pf.num_row_groups):
-        rg = pf.read_row_group(i, columns=list(columns))
+        present = [c for c in columns if c in pf.schema_arrow.names]
+        rg = pf.read_row_group(i, columns=present)
         arrays = []
-        for name in columns:
+        for name in present:
             col = rg[name]
             if pa.types.is_date(col.type):
                 col = pc.strftime(col.cast(pa.timestamp("s")), format="%Y-%m-%d")
             arrays.append(col.cast(pa.string()))
-        parts.append(pa.table(arrays, names=list(columns)))
+        parts.append(_complete(pa.table(arrays, names=present), columns))
         if on_progress:
             on_progress(1)
     table = (
@@ -177,9 +197,7 @@ def read_jsonl(path: Path, columns: Sequence[str], on_progress: Progress | None 
             errors.append(None)
             for c in columns:
                 data[c].append(_text(obj.get(c)))
-    warnings = []
-    if data[columns[0]] or seen:
-        warnings = _check_columns(sorted(seen), columns, path) if seen else []
+    warnings = _check_columns(sorted(seen), columns, path) if seen else []
     table = pa.table({**data, "_error": pa.array(errors, pa.string())})
     return RawInput(_finish(table, 1), "jsonl", path.stat().st_size, warnings)
 

@@ -136,9 +136,8 @@ class IngestService:
             QUALIFY row_number() OVER (PARTITION BY c_city_id, c_ts ORDER BY _record DESC) = 1
             """
         )
-        valid = con.execute("SELECT count(*) FROM checked WHERE reason = ''").fetchone()
-        good = con.execute("SELECT count(*), min(ts), max(ts) FROM good").fetchone()
-        assert valid is not None and good is not None
+        valid = con.execute("SELECT count(*) FROM checked WHERE reason = ''").fetchall()[0]
+        good = con.execute("SELECT count(*), min(ts), max(ts) FROM good").fetchall()[0]
         report.duplicates = int(valid[0]) - int(good[0])
         if good[0] == 0:
             return
@@ -208,7 +207,7 @@ class IngestService:
         con.execute(
             f"CREATE TEMP TABLE checked AS {city_checks_sql('raw_input')}",
             [_invalid_timezones(tz_values)],
-        )
+        ).fetchall()
         self._quarantine(con, report, path, list(CITY_COLUMNS))
         good = con.sql(
             """
@@ -218,8 +217,7 @@ class IngestService:
             QUALIFY row_number() OVER (PARTITION BY c_city_id ORDER BY _record DESC) = 1
             """
         ).to_arrow_table()
-        valid = con.execute("SELECT count(*) FROM checked WHERE reason = ''").fetchone()
-        assert valid is not None
+        valid = con.execute("SELECT count(*) FROM checked WHERE reason = ''").fetchall()[0]
         report.duplicates = int(valid[0]) - good.num_rows
         scan = TableScan(registry.CITIES, self.lakehouse.prune(registry.CITIES))
         existing = self.engine.query("SELECT * FROM {c}", {"c": scan})

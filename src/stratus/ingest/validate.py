@@ -58,8 +58,7 @@ SELECT *,
     CAST(c_date AS TIMESTAMP)
     + to_minutes(CAST(substr(c_hour, 1, 2) AS BIGINT) * 60 + CAST(substr(c_hour, 3, 2) AS BIGINT))
   END AS c_ts,
-  concat_ws('; ',
-    _error,
+  CASE WHEN _error IS NOT NULL THEN _error ELSE concat_ws('; ',
     CASE WHEN city_id IS NULL OR c_city_id = '' THEN 'city_id: missing'
          WHEN NOT regexp_full_match(c_city_id, '{CITY_ID_PATTERN}')
          THEN 'city_id: ' || city_id || ' must be 1-64 letters, digits, _ . -' END,
@@ -69,7 +68,7 @@ SELECT *,
          WHEN c_hour IS NULL THEN 'hour: ' || hour || ' is not HHMM between 0000 and 2400' END,
     {reasons},
     CASE WHEN length(c_description) > 200 THEN 'description: longer than 200 characters' END
-  ) AS reason
+  ) END AS reason
 FROM h
 """
 
@@ -84,8 +83,7 @@ SELECT *,
   TRY_CAST(trim(longitude) AS DOUBLE) AS c_longitude,
   NULLIF(trim(timezone), '') AS c_timezone,
   NULLIF(trim(source), '') AS c_source,
-  concat_ws('; ',
-    _error,
+  CASE WHEN _error IS NOT NULL THEN _error ELSE concat_ws('; ',
     CASE WHEN city_id IS NULL OR trim(city_id) = '' THEN 'city_id: missing'
          WHEN NOT regexp_full_match(trim(city_id), '{CITY_ID_PATTERN}')
          THEN 'city_id: ' || city_id || ' must be 1-64 letters, digits, _ . -' END,
@@ -97,6 +95,6 @@ SELECT *,
          THEN 'longitude: ' || longitude || ' is not in [-180, 180]' END,
     CASE WHEN list_contains(?::VARCHAR[], trim(timezone))
          THEN 'timezone: ' || timezone || ' is not an IANA time zone name' END
-  ) AS reason
+  ) END AS reason
 FROM {raw}
 """

@@ -1,4 +1,4 @@
-"""Short English descriptions of the weather, derived from the codes and measurements stations report.
+"""Short English descriptions of the weather, derived from what stations report.
 
 No installed package carries a weather-code-to-text table, so the tables live here. Every function
 is pure; the texts are lowercase and short ("light rain", "overcast clouds"). A function returns

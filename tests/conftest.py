@@ -1,0 +1,137 @@
+"""Shared fixtures: isolated Stratus homes, the real Azurite emulator, sample data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stratus.config import Settings
+from stratus.context import Stratus
+
+ROOT = Path(__file__).resolve().parents[1]
+# The emulator's well-known development account (public, documented by Microsoft).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[str]:
+    """A real Azurite blob service for the whole run; yields its account endpoint URL."""
+    binary = os.environ.get("STRATUS_AZURITE_BIN") or str(
+        ROOT / ".tools/node_modules/.bin/azurite-blob"
+    )
+    if not Path(binary).exists() and not shutil.which(binary):
+        pytest.fail(f"Azurite not found at {binary}: run `make test`, which installs it from npm")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--inMemoryPersistence",
+            "--skipApiVersionCheck",
+            "--loose",
+            "--disableTelemetry",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def azure_settings(endpoint: str, home: Path, container: str | None = None) -> Settings:
+    container = container or f"t{uuid.uuid4().hex[:12]}"
+    return Settings(
+        home=home,
+        storage_url=f"az://{container}/lakehouse",
+        azure_account_name=AZURITE_ACCOUNT,
+        azure_account_key=AZURITE_KEY,
+        azure_endpoint=endpoint,
+    )
+
+
+@pytest.fixture(params=["local", "azure"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Stratus:
+    """A fresh, empty Stratus on local disk and on Azurite (tests run on both)."""
+    if request.param == "local":
+        return Stratus.from_settings(Settings(home=tmp_path / "home"))
+    endpoint = request.getfixturevalue("azurite")
+    return Stratus.from_settings(azure_settings(endpoint, tmp_path / "home"))
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Stratus:
+    return Stratus.from_settings(Settings(home=tmp_path / "home"))
+
+
+@pytest.fixture(scope="session")
+def sample_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from stratus.weather.sample import build_sample_data
+
+    out = tmp_path_factory.mktemp("sample") / "weather.csv"
+    build_sample_data(out)
+    return out
+
+
+def _load(stratus: Stratus, sample_csv: Path) -> Stratus:
+    from stratus.weather.sample import cities_path_for
+
+    stratus.ingest.ingest(cities_path_for(sample_csv), "cities")
+    stratus.ingest.ingest(sample_csv, "hourly")
+    return stratus
+
+
+@pytest.fixture(scope="session")
+def loaded_local(tmp_path_factory: pytest.TempPathFactory, sample_csv: Path) -> Stratus:
+    """A local lakehouse holding the whole sample dataset (read-only for tests)."""
+    home = tmp_path_factory.mktemp("loaded") / "home"
+    return _load(Stratus.from_settings(Settings(home=home)), sample_csv)
+
+
+@pytest.fixture(scope="session")
+def loaded_azure(
+    tmp_path_factory: pytest.TempPathFactory, sample_csv: Path, azurite: str
+) -> Stratus:
+    home = tmp_path_factory.mktemp("loaded-az") / "home"
+    return _load(Stratus.from_settings(azure_settings(azurite, home)), sample_csv)
+
+
+@pytest.fixture(scope="session", params=["local", "azure"])
+def loaded(request: pytest.FixtureRequest) -> Stratus:
+    return request.getfixturevalue(f"loaded_{request.param}")
