@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,10 @@ def serve(dev: bool, with_sample_data: bool) -> None:
     """Serve the API (gunicorn) on STRATUS_HOST:STRATUS_PORT."""
     settings = Settings.from_env()
     if with_sample_data:
-        load_sample_data(_platform(), if_empty=True)
+        # In a child process: delta-rs's runtime must not exist in the process gunicorn forks.
+        cmd = [sys.executable, "-m", "stratus", "sample-data", "--load", "--if-empty"]
+        if subprocess.run(cmd, check=False).returncode != 0:
+            raise click.ClickException("loading the sample data failed")
     url = f"http://{settings.host}:{settings.port}"
     console.print(f"Stratus API on {url}  (docs: {url}/docs)")
     if dev:

@@ -25,6 +25,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "graceful_timeout": 20,
             "accesslog": "-",
             "loglevel": self.settings.log_level.lower(),
+            # no control socket in $HOME: the container user has no writable home
+            "control_socket_disable": True,
         }
         for key, value in options.items():
             self.cfg.set(key, value)
