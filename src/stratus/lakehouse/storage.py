@@ -117,7 +117,7 @@ class Storage:
 
     def _ensure_container(self) -> None:
         from azure.core.exceptions import AzureError, ResourceExistsError
-        from azure.storage.blob import BlobServiceClient
+        from azure.storage.blob import BlobServiceClient, ExponentialRetry
 
         assert self.options is not None
         account_url = self.endpoint or f"https://{self.account}.blob.core.windows.net"
@@ -127,7 +127,12 @@ class Storage:
         elif "sas_token" in self.options:
             credential = self.options["sas_token"]
         try:
-            client = BlobServiceClient(account_url=account_url, credential=credential)
+            client = BlobServiceClient(
+                account_url=account_url,
+                credential=credential,
+                retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2),
+                connection_timeout=5,
+            )
             client.create_container(self.container)
             log.info("created Azure container %s", self.container)
         except ResourceExistsError:
