@@ -22,6 +22,7 @@ $(AZURITE):
 
 ## make run: install, load the sample data if the lakehouse is empty, serve on http://127.0.0.1:8080
 run: $(STAMP)
+	$(BIN)/stratus admin bootstrap
 	$(BIN)/stratus sample-data --load --if-empty
 	$(BIN)/stratus serve
 

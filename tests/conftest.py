@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 
 from stratus.config import Settings
 from stratus.context import Stratus
@@ -135,3 +137,21 @@ def loaded_azure(
 @pytest.fixture(scope="session", params=["local", "azure"])
 def loaded(request: pytest.FixtureRequest) -> Stratus:
     return request.getfixturevalue(f"loaded_{request.param}")
+
+
+def token_for(stratus: Stratus, principal: str = "admin") -> str:
+    stratus.bootstrap()
+    secret, _ = stratus.governance.metastore.create_token(principal, days=1)
+    return secret
+
+
+def client_for(app: Flask, token: str | None) -> FlaskClient:
+    client = app.test_client()
+    if token:
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return client
+
+
+@pytest.fixture(scope="session")
+def admin_token_local(loaded_local: Stratus) -> str:
+    return token_for(loaded_local)

@@ -19,13 +19,14 @@ from stratus.api import create_app
 from stratus.api.openapi import spec
 from stratus.context import Stratus
 from stratus.weather.schema import HOURLY_FIELDS
+from tests.conftest import client_for, token_for
 
 CITY = "greensboro"
 
 
 @pytest.fixture(scope="module")
 def client(loaded: Stratus) -> FlaskClient:
-    return create_app(stratus=loaded).test_client()
+    return client_for(create_app(stratus=loaded), token_for(loaded))
 
 
 @pytest.fixture(scope="module")

@@ -78,6 +78,13 @@ def test_serve_runs_gunicorn_with_sample_data(tmp_path: Path) -> None:
         "STRATUS_WORKERS": "1",
     }
     bin_dir = Path(sys.executable).parent
+    boot = subprocess.run(
+        [str(bin_dir / "stratus"), "admin", "bootstrap"], env=env, capture_output=True, text=True
+    )
+    assert boot.returncode == 0, boot.stderr
+    token = (tmp_path / "home" / "admin.token").read_text().strip()
+    assert (tmp_path / "home" / "admin.token").stat().st_mode & 0o777 == 0o600
+    auth = {"Authorization": f"Bearer {token}"}
     proc = subprocess.Popen(
         [str(bin_dir / "stratus"), "serve", "--with-sample-data"],
         env=env,
@@ -89,15 +96,19 @@ def test_serve_runs_gunicorn_with_sample_data(tmp_path: Path) -> None:
         wait_for_port(port, timeout=120)
         base = f"http://127.0.0.1:{port}"
         assert requests.get(f"{base}/health", timeout=10).json()["status"] == "ok"
-        cities = requests.get(f"{base}/api/v1/cities", timeout=10).json()
+        assert requests.get(f"{base}/api/v1/cities", timeout=10).status_code == 401
+        cities = requests.get(f"{base}/api/v1/cities", headers=auth, timeout=10).json()
         assert cities["count"] == 6 and all(c["rows"] > 8000 for c in cities["data"])
         weather = requests.get(
             f"{base}/api/v1/weather",
             params={"city_id": "new-york-jfk", "start": "2013-06-01", "end": "2013-06-01"},
+            headers=auth,
             timeout=10,
         )
         assert weather.status_code == 200 and weather.json()["count"] == 24
-        bad = requests.get(f"{base}/api/v1/weather", params={"city_id": "x"}, timeout=10)
+        bad = requests.get(
+            f"{base}/api/v1/weather", params={"city_id": "x"}, headers=auth, timeout=10
+        )
         assert bad.status_code == 400
         assert bad.headers["Content-Type"] == "application/problem+json"
     finally:

@@ -165,3 +165,126 @@ def serve(dev: bool, with_sample_data: bool) -> None:
     from stratus.api.server import run_gunicorn
 
     run_gunicorn(settings)
+
+
+# ---- administration -------------------------------------------------------------------------
+@main.group()
+def admin() -> None:
+    """Principals, tokens and grants (acts as the local administrator)."""
+
+
+@admin.command()
+def bootstrap() -> None:
+    """Create the metastore, built-in catalogs and the admin principal with a token."""
+    stratus = _platform()
+    stratus.bootstrap()
+    path, created = stratus.governance.bootstrap_admin_token(stratus.settings.admin_token_path)
+    state = "created" if created else "kept"
+    click.echo(f"admin token {state} in {path.resolve()} (mode 0600)")
+    click.echo(f'use it: curl -H "Authorization: Bearer $(cat {path})" ...')
+
+
+@admin.command("create-principal")
+@click.argument("name")
+@click.option(
+    "--kind",
+    type=click.Choice(["user", "service_principal", "group"]),
+    default="user",
+    show_default=True,
+)
+@click.option("--admin", "is_admin", is_flag=True, help="Make it a metastore admin.")
+def create_principal(name: str, kind: str, is_admin: bool) -> None:
+    """Create a user, service principal or group."""
+    ms = _governance().metastore
+    _catalog_call(lambda: ms.create_principal(name, kind, is_admin=is_admin))
+    click.echo(f"created {kind} {name}")
+
+
+@admin.command("add-member")
+@click.argument("group")
+@click.argument("member")
+def add_member(group: str, member: str) -> None:
+    """Add a principal to a group."""
+    ms = _governance().metastore
+    _catalog_call(lambda: ms.add_member(group, member))
+    click.echo(f"{member} is now in {group}")
+
+
+@admin.command("create-token")
+@click.argument("principal")
+@click.option("--days", type=float, default=90, show_default=True, help="0 = never expires.")
+@click.option("--comment", default=None)
+def create_token(principal: str, days: float, comment: str | None) -> None:
+    """Create an API token (printed once; only its hash is stored)."""
+    ms = _governance().metastore
+    secret, tok = _catalog_call(
+        lambda: ms.create_token(principal, days=days or None, comment=comment)
+    )
+    console.print(f"token {tok.id} for {principal} (shown once, store it now):")
+    click.echo(secret)
+
+
+@admin.command("list-tokens")
+@click.option("--principal", default=None)
+def list_tokens(principal: str | None) -> None:
+    """Tokens with their status (never the secret)."""
+    table = Table("id", "principal", "prefix", "created", "expires", "status")
+    for tok, who in _governance().metastore.list_tokens(principal):
+        status = "revoked" if tok.revoked_at else "active"
+        table.add_row(
+            tok.id,
+            who,
+            tok.prefix + "…",
+            str(tok.created_at)[:19],
+            str(tok.expires_at or "never")[:19],
+            status,
+        )
+    Console().print(table)
+
+
+@admin.command("revoke-token")
+@click.argument("token_id")
+def revoke_token(token_id: str) -> None:
+    """Revoke a token by id (see list-tokens)."""
+    ms = _governance().metastore
+    _catalog_call(lambda: ms.revoke_token(token_id))
+    click.echo(f"revoked {token_id}")
+
+
+@admin.command()
+@click.argument(
+    "securable_type", type=click.Choice(["metastore", "catalog", "schema", "table", "volume"])
+)
+@click.argument("full_name")
+@click.argument("principal")
+@click.argument("privileges", nargs=-1, required=True)
+@click.option("--revoke", is_flag=True, help="Remove the privileges instead.")
+def grant(
+    securable_type: str, full_name: str, principal: str, privileges: tuple[str, ...], revoke: bool
+) -> None:
+    """Grant (or --revoke) privileges, e.g. `stratus admin grant table main.weather.hourly
+    alice SELECT`. Multi-word privileges are quoted: "USE CATALOG"."""
+    ms = _governance().metastore
+    obj = _catalog_call(lambda: ms.securable(securable_type, full_name))
+    change = {"principal": principal, "add": [], "remove": []}
+    change["remove" if revoke else "add"] = [p.upper() for p in privileges]
+    _catalog_call(lambda: ms.update_grants(securable_type, obj.id, [change]))
+    click.echo(
+        f"{'revoked' if revoke else 'granted'} {', '.join(privileges)} on "
+        f"{securable_type} {full_name} {'from' if revoke else 'to'} {principal}"
+    )
+
+
+def _governance() -> Any:
+    stratus = _platform()
+    stratus.bootstrap()
+    return stratus.governance
+
+
+def _catalog_call(fn: Any) -> Any:
+    from stratus.catalog.errors import CatalogError
+
+    try:
+        return fn()
+    except CatalogError as exc:
+        raise click.ClickException(exc.message) from None

@@ -31,6 +31,14 @@ class Settings(BaseModel):
     max_page_size: int = Field(default=50_000, ge=1, le=1_000_000)
     default_page_size: int = Field(default=5_000, ge=1, le=1_000_000)
 
+    metastore_url: str | None = None
+    audit_flush_seconds: float = Field(default=1.0, gt=0, le=60)
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_public_key: str | None = Field(default=None, repr=False)
+    oidc_principal_claim: str = "email"
+
     # Azure Blob credentials (read from the standard AZURE_STORAGE_* variables).
     azure_account_name: str | None = None
     azure_account_key: str | None = Field(default=None, repr=False)
@@ -52,6 +60,15 @@ class Settings(BaseModel):
         if self.storage_url:
             return self.storage_url.rstrip("/")
         return str((self.home / "lakehouse").resolve())
+
+    @property
+    def metastore_db_url(self) -> str:
+        """``STRATUS_METASTORE_URL`` or SQLite at ``$STRATUS_HOME/metastore.db``."""
+        return self.metastore_url or f"sqlite:///{(self.home / 'metastore.db').resolve()}"
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.home / "admin.token"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

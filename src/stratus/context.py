@@ -9,6 +9,7 @@ from stratus.engine import LocalEngine
 from stratus.ingest.service import IngestService
 from stratus.lakehouse.storage import Storage
 from stratus.lakehouse.tables import Lakehouse
+from stratus.security.governance import Governance
 from stratus.weather.queries import WeatherQueries
 
 
@@ -20,6 +21,7 @@ class Stratus:
     engine: LocalEngine
     ingest: IngestService
     weather: WeatherQueries
+    governance: Governance
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Stratus:
@@ -34,4 +36,12 @@ class Stratus:
             engine=engine,
             ingest=IngestService(lakehouse, engine),
             weather=WeatherQueries(lakehouse, engine),
+            governance=Governance.from_settings(settings, lakehouse),
         )
+
+    def bootstrap(self) -> None:
+        """Register the built-in securables (idempotent; cheap when already done)."""
+        self.governance.ensure_builtin(self.lakehouse)
+
+    def close(self) -> None:
+        self.governance.close()

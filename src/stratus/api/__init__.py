@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response
+from flask import Flask, Response, g
 from werkzeug.exceptions import HTTPException
 
-from stratus.api import meta, weather
-from stratus.api.problems import Problem, from_http_exception
+from stratus.api import auth, meta, weather
+from stratus.api.problems import Problem, from_catalog_error, from_http_exception
 from stratus.api.state import EXTENSION
+from stratus.catalog.errors import CatalogError
 from stratus.config import Settings
 from stratus.context import Stratus
 from stratus.lakehouse.storage import StorageError
@@ -17,12 +18,26 @@ from stratus.lakehouse.storage import StorageError
 log = logging.getLogger(__name__)
 
 
-def create_app(stratus: Stratus | None = None, settings: Settings | None = None) -> Flask:
+def create_app(
+    stratus: Stratus | None = None,
+    settings: Settings | None = None,
+    *,
+    auth_enabled: bool = True,
+) -> Flask:
+    """The WSGI app. ``auth_enabled=False`` exists only for benchmarks measuring its cost."""
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions[EXTENSION] = stratus or Stratus.from_settings(settings)
+    stratus = stratus or Stratus.from_settings(settings)
+    stratus.bootstrap()
+    app.extensions[EXTENSION] = stratus
+    auth.install(app, enabled=auth_enabled)
     app.register_blueprint(meta.bp)
     app.register_blueprint(weather.bp)
+
+    @app.errorhandler(CatalogError)
+    def _catalog(exc: CatalogError) -> Response:
+        g.error_message = exc.message
+        return from_catalog_error(exc).response()
 
     @app.errorhandler(Problem)
     def _problem(exc: Problem) -> Response:

@@ -22,6 +22,7 @@ class Problem(Exception):
         parameter: str | None = None,
         errors: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
+        error_code: str | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -31,6 +32,7 @@ class Problem(Exception):
         self.parameter = parameter
         self.errors = errors
         self.headers = headers or {}
+        self.error_code = error_code
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -44,6 +46,9 @@ class Problem(Exception):
             doc["parameter"] = self.parameter
         if self.errors:
             doc["errors"] = self.errors
+        if self.error_code:  # Unity Catalog clients read these two
+            doc["error_code"] = self.error_code
+            doc["message"] = self.detail
         return doc
 
     def response(self) -> Response:
@@ -61,6 +66,28 @@ def invalid_parameter(parameter: str, message: str, status: int = 400) -> Proble
         type_="/problems/invalid-parameter",
         parameter=parameter,
         errors=[{"parameter": parameter, "message": message}],
+    )
+
+
+_TITLES = {
+    400: "Invalid request",
+    401: "Unauthenticated",
+    403: "Permission denied",
+    404: "Not found",
+    409: "Already exists",
+}
+
+
+def from_catalog_error(exc: Any) -> Problem:
+    headers = {"WWW-Authenticate": 'Bearer realm="stratus"'} if exc.status == 401 else None
+    return Problem(
+        exc.status,
+        _TITLES.get(exc.status, "Error"),
+        exc.message,
+        type_=f"/problems/{exc.error_code.lower().replace('_', '-')}",
+        parameter=exc.parameter,
+        headers=headers,
+        error_code=exc.error_code,
     )
 
 

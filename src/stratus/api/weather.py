@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
+from stratus.api.auth import audit, current_identity
 from stratus.api.encoding import json_response, table_response
 from stratus.api.params import SummaryParams, WeatherParams, parse
 from stratus.api.problems import Problem, invalid_parameter
 from stratus.api.state import platform
+from stratus.catalog import registry
 from stratus.weather.queries import BadCursorError, UnknownCityError
 from stratus.weather.schema import HOURLY_FIELDS
 
@@ -26,14 +28,23 @@ def _unknown_city(exc: UnknownCityError) -> Problem:
     )
 
 
+def _authorize(action: str, *tables: str) -> None:
+    audit(action, "table", tables[0])
+    for table in tables:
+        platform().governance.authorizer.require_table(current_identity(), table, "SELECT")
+
+
 @bp.get("/cities")
 def cities() -> Response:
+    # row counts and spans come from the hourly table's log
+    _authorize("listCities", registry.CITIES.full_name, registry.HOURLY.full_name)
     data = platform().weather.cities()
     return json_response({"count": len(data), "data": data})
 
 
 @bp.get("/weather")
 def hourly() -> Response:
+    _authorize("queryWeather", registry.HOURLY.full_name)
     p = parse(WeatherParams, request.args)
     settings = platform().settings
     limit = p.limit or settings.default_page_size
@@ -61,6 +72,7 @@ def hourly() -> Response:
 
 @bp.get("/weather/summary")
 def summary() -> Response:
+    _authorize("summarizeWeather", registry.HOURLY.full_name)
     p = parse(SummaryParams, request.args)
     try:
         table = platform().weather.summary(p.city_id, p.start, p.end, p.granularity)

@@ -1,0 +1,57 @@
+"""Arrow types as Unity Catalog column types (type_name, type_text, type_json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+
+def uc_type(t: pa.DataType) -> tuple[str, str, str]:
+    """(ColumnTypeName, type_text, Delta/Spark JSON type name)."""
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "STRING", "string", "string"
+    if pa.types.is_float64(t):
+        return "DOUBLE", "double", "double"
+    if pa.types.is_float32(t):
+        return "FLOAT", "float", "float"
+    if pa.types.is_int64(t):
+        return "LONG", "bigint", "long"
+    if pa.types.is_int32(t):
+        return "INT", "int", "integer"
+    if pa.types.is_int16(t):
+        return "SHORT", "smallint", "short"
+    if pa.types.is_int8(t):
+        return "BYTE", "tinyint", "byte"
+    if pa.types.is_boolean(t):
+        return "BOOLEAN", "boolean", "boolean"
+    if pa.types.is_date(t):
+        return "DATE", "date", "date"
+    if pa.types.is_timestamp(t):
+        if t.tz is None:
+            return "TIMESTAMP_NTZ", "timestamp_ntz", "timestamp_ntz"
+        return "TIMESTAMP", "timestamp", "timestamp"
+    if pa.types.is_binary(t):
+        return "BINARY", "binary", "binary"
+    if pa.types.is_decimal(t):
+        text = f"decimal({t.precision},{t.scale})"
+        return "DECIMAL", text, text
+    return "STRING", str(t), "string"
+
+
+def column_info(field: pa.Field, position: int, partition_index: int | None) -> dict[str, Any]:
+    name, text, json_type = uc_type(field.type)
+    info: dict[str, Any] = {
+        "name": field.name,
+        "type_name": name,
+        "type_text": text,
+        "type_json": orjson.dumps(
+            {"name": field.name, "type": json_type, "nullable": field.nullable, "metadata": {}}
+        ).decode(),
+        "position": position,
+        "nullable": field.nullable,
+    }
+    if partition_index is not None:
+        info["partition_index"] = partition_index
+    return info

@@ -1,0 +1,122 @@
+"""Who is calling: Stratus API tokens (hashed at rest) and OIDC/JWT bearer tokens.
+
+API tokens are ``stratus_`` + 43 random URL-safe characters (256 bits), so a plain SHA-256 is a
+safe at-rest form and the lookup is by hash (an index probe, not a string comparison). Resolved
+tokens are cached for a few seconds; any revocation bumps the metastore generation, which empties
+the cache at once. OIDC tokens are verified against a configured issuer's JWKS URL or PEM key,
+and a claim (``STRATUS_OIDC_PRINCIPAL_CLAIM``) names an existing principal.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+
+from stratus.catalog.errors import Unauthenticated
+from stratus.catalog.metastore import TOKEN_PREFIX, MetastoreService, hash_token
+from stratus.security.authz import Authorizer, Identity
+
+CACHE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class OidcConfig:
+    issuer: str
+    audience: str | None = None
+    jwks_url: str | None = None
+    public_key: str | None = None  # PEM text or a path to a PEM file
+    claim: str = "email"
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+
+    def key_for(self, token: str) -> object:
+        if self.public_key:
+            text = self.public_key
+            if not text.lstrip().startswith("-----BEGIN"):
+                text = Path(text).read_text()
+            return text
+        if self.jwks_url:
+            return _jwks_client(self.jwks_url).get_signing_key_from_jwt(token).key
+        raise Unauthenticated("OIDC is configured without a JWKS URL or public key")
+
+
+_JWKS: dict[str, jwt.PyJWKClient] = {}
+
+
+def _jwks_client(url: str) -> jwt.PyJWKClient:
+    client = _JWKS.get(url)
+    if client is None:
+        client = _JWKS[url] = jwt.PyJWKClient(url, cache_keys=True, lifespan=300)
+    return client
+
+
+class Authenticator:
+    def __init__(
+        self, metastore: MetastoreService, authorizer: Authorizer, oidc: OidcConfig | None = None
+    ) -> None:
+        self.metastore = metastore
+        self.authorizer = authorizer
+        self.oidc = oidc
+        self._cache: dict[str, tuple[float, Identity]] = {}
+        self._generation = -1
+        self._lock = threading.Lock()
+
+    def authenticate(self, authorization: str | None) -> Identity:
+        if not authorization:
+            raise Unauthenticated("missing Authorization: Bearer <token>")
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated("Authorization must be 'Bearer <token>'")
+        if token.startswith(TOKEN_PREFIX):
+            return self._api_token(token)
+        if self.oidc and token.count(".") == 2:
+            return self._jwt(token)
+        raise Unauthenticated("invalid or expired token")
+
+    def _api_token(self, token: str) -> Identity:
+        key = hash_token(token)
+        now = time.monotonic()
+        snap_gen = self.authorizer.snapshot().generation
+        with self._lock:
+            if snap_gen != self._generation:
+                self._cache.clear()
+                self._generation = snap_gen
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        principal = self.metastore.resolve_token(token)
+        if principal is None:
+            raise Unauthenticated("invalid or expired token")
+        ident = self.authorizer.identity(principal)
+        with self._lock:
+            self._cache[key] = (now + CACHE_SECONDS, ident)
+        return ident
+
+    def _jwt(self, token: str) -> Identity:
+        assert self.oidc is not None
+        cfg = self.oidc
+        try:
+            claims = jwt.decode(
+                token,
+                cfg.key_for(token),
+                algorithms=list(cfg.algorithms),
+                audience=cfg.audience,
+                issuer=cfg.issuer,
+                options={"require": ["exp", "iss"], "verify_aud": cfg.audience is not None},
+            )
+        except (jwt.PyJWTError, OSError, ValueError):
+            raise Unauthenticated("invalid or expired token") from None
+        name = claims.get(cfg.claim)
+        if not isinstance(name, str) or not name:
+            raise Unauthenticated(f"token has no {cfg.claim} claim")
+        try:
+            principal = self.metastore.get_principal(name)
+        except Exception:
+            raise Unauthenticated("token names an unknown principal") from None
+        if not principal.active:
+            raise Unauthenticated("principal is disabled")
+        return self.authorizer.identity(principal)

@@ -1,0 +1,238 @@
+"""ONE place that decides: may this principal do this to this securable?
+
+Unity Catalog semantics: grants on a container are inherited by its children; grants to a group
+apply to its members (transitively); the owner of a securable or of any container above it, and
+metastore admins, hold every privilege. Reading a table needs USE CATALOG on its catalog, USE
+SCHEMA on its schema and SELECT on it. An object the caller has no privilege on, on it or below it,
+is invisible: it is reported as not found, so names never leak.
+
+Decisions come from an in-memory snapshot of owners, grants and memberships that is rebuilt only
+when the metastore's generation counter moves (checked at most every ``check_interval`` seconds).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from stratus.catalog import models as m
+from stratus.catalog.errors import NotFound, PermissionDenied
+from stratus.catalog.metastore import PRIVILEGES, MetastoreService
+
+ALL = frozenset(p for p in PRIVILEGES if p != "ALL PRIVILEGES")
+Key = tuple[str, str]  # (securable_type, full_name)
+METASTORE: Key = ("metastore", "")
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    kind: str = "user"
+    groups: frozenset[str] = frozenset()
+    is_admin: bool = False
+
+    @cached_property
+    def names(self) -> frozenset[str]:
+        return frozenset({self.name, *self.groups, "account users"})
+
+
+def parent_of(key: Key) -> Key | None:
+    kind, name = key
+    if kind == "metastore":
+        return None
+    if kind == "catalog":
+        return METASTORE
+    if kind == "schema":
+        return ("catalog", name.split(".")[0])
+    return ("schema", ".".join(name.split(".")[:2]))
+
+
+def chain(key: Key) -> list[Key]:
+    """The securable and every container above it, metastore first."""
+    out: list[Key] = []
+    k: Key | None = key
+    while k is not None:
+        out.append(k)
+        k = parent_of(k)
+    return out[::-1]
+
+
+@dataclass
+class Snapshot:
+    generation: int
+    owners: dict[Key, str] = field(default_factory=dict)
+    ids: dict[Key, str] = field(default_factory=dict)
+    grants: dict[Key, dict[str, set[str]]] = field(default_factory=dict)
+    groups: dict[str, frozenset[str]] = field(default_factory=dict)
+    admins: frozenset[str] = frozenset()
+    _visible: dict[frozenset[str], set[Key]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, ms: MetastoreService) -> Snapshot:
+        gen = ms.generation()
+        snap = cls(generation=gen)
+        with ms._sessions() as s:
+            meta = s.query(m.Metastore).one()
+            snap.owners[METASTORE] = meta.owner
+            snap.ids[METASTORE] = meta.id
+            cats = {c.id: c.name for c in s.query(m.Catalog)}
+            for cid, cname in cats.items():
+                snap.ids[("catalog", cname)] = cid
+            for c in s.query(m.Catalog):
+                snap.owners[("catalog", c.name)] = c.owner
+            schemas = {}
+            for sch in s.query(m.Schema):
+                full = f"{cats[sch.catalog_id]}.{sch.name}"
+                schemas[sch.id] = full
+                snap.ids[("schema", full)] = sch.id
+                snap.owners[("schema", full)] = sch.owner
+            for model, kind in ((m.Table, "table"), (m.Volume, "volume")):
+                for obj in s.query(model):
+                    full = f"{schemas[obj.schema_id]}.{obj.name}"
+                    snap.ids[(kind, full)] = obj.id
+                    snap.owners[(kind, full)] = obj.owner
+            by_id = {(k[0], v): k for k, v in snap.ids.items()}
+            for g in s.query(m.Grant):
+                key = by_id.get((g.securable_type, g.securable_id))
+                if key is not None:
+                    snap.grants.setdefault(key, {}).setdefault(g.principal, set()).add(g.privilege)
+            snap.admins = frozenset(
+                p.name for p in s.query(m.Principal).filter(m.Principal.is_admin.is_(True))
+            )
+        snap.groups = {k: frozenset(v) for k, v in ms.memberships().items()}
+        return snap
+
+    def holds(self, names: frozenset[str], key: Key) -> set[str]:
+        """Effective privileges of ``names`` on ``key`` (inherited and owned included)."""
+        out: set[str] = set()
+        for k in chain(key):
+            if self.owners.get(k) in names:
+                return set(ALL) | {"OWNER"}
+            for who, privs in self.grants.get(k, {}).items():
+                if who in names:
+                    out |= privs
+        if "ALL PRIVILEGES" in out:
+            out |= ALL
+        return out
+
+    def visible(self, names: frozenset[str]) -> set[Key]:
+        """Securables with a privilege or ownership for ``names``, plus their containers."""
+        cached = self._visible.get(names)
+        if cached is not None:
+            return cached
+        direct = {k for k, who in self.owners.items() if who in names}
+        direct |= {k for k, g in self.grants.items() if names & set(g)}
+        seen: set[Key] = set()
+        for k in direct:
+            seen.update(chain(k))
+        # everything below a directly held container is visible too
+        for k in self.ids:
+            if any(c in direct for c in chain(k)):
+                seen.add(k)
+        self._visible[names] = seen
+        return seen
+
+
+class Authorizer:
+    def __init__(self, metastore: MetastoreService, check_interval: float = 0.2) -> None:
+        self.metastore = metastore
+        self.check_interval = check_interval
+        self._snap: Snapshot | None = None
+        self._checked = 0.0
+        self._lock = threading.Lock()
+
+    def snapshot(self) -> Snapshot:
+        now = time.monotonic()
+        snap = self._snap
+        if snap is not None and now - self._checked < self.check_interval:
+            return snap
+        with self._lock:
+            gen = self.metastore.generation()
+            if self._snap is None or self._snap.generation != gen:
+                self._snap = Snapshot.load(self.metastore)
+            self._checked = now
+            return self._snap
+
+    def refresh(self) -> None:
+        with self._lock:
+            self._snap = None
+
+    def identity(self, principal: m.Principal) -> Identity:
+        snap = self.snapshot()
+        return Identity(
+            name=principal.name,
+            kind=principal.kind,
+            groups=snap.groups.get(principal.name, frozenset()),
+            is_admin=principal.is_admin or principal.name in snap.admins,
+        )
+
+    # ---- questions -----------------------------------------------------------------------
+    def privileges(self, who: Identity, securable_type: str, full_name: str) -> set[str]:
+        if who.is_admin:
+            return set(ALL) | {"OWNER"}
+        return self.snapshot().holds(who.names, (securable_type, full_name))
+
+    def can_see(self, who: Identity, securable_type: str, full_name: str) -> bool:
+        if who.is_admin:
+            return True
+        snap = self.snapshot()
+        return (securable_type, full_name) in snap.visible(who.names)
+
+    def visible_names(
+        self, who: Identity, securable_type: str, full_names: Iterable[str]
+    ) -> list[str]:
+        return [n for n in full_names if self.can_see(who, securable_type, n)]
+
+    def is_owner(self, who: Identity, securable_type: str, full_name: str) -> bool:
+        return who.is_admin or "OWNER" in self.privileges(who, securable_type, full_name)
+
+    # ---- enforcement ---------------------------------------------------------------------
+    def require(
+        self,
+        who: Identity,
+        securable_type: str,
+        full_name: str,
+        privilege: str | Sequence[str],
+        *,
+        exists: bool = True,
+    ) -> None:
+        """Raise NotFound if the caller may not even see the securable, PermissionDenied
+        naming the first missing privilege otherwise. ``privilege`` may list alternatives."""
+        if who.is_admin:
+            return
+        key = (securable_type, full_name)
+        snap = self.snapshot()
+        if exists and key not in snap.ids and key != METASTORE:
+            raise NotFound(f"{securable_type} {full_name} does not exist")
+        if exists and key != METASTORE and key not in snap.visible(who.names):
+            raise NotFound(f"{securable_type} {full_name} does not exist")
+        held = snap.holds(who.names, key)
+        wanted = [privilege] if isinstance(privilege, str) else list(privilege)
+        if not held & set(wanted):
+            what = " or ".join(wanted)
+            raise PermissionDenied(
+                f"{who.name} lacks {what} on {securable_type} {full_name or 'metastore'}"
+            )
+
+    def require_use(self, who: Identity, securable_type: str, full_name: str) -> None:
+        """USE CATALOG and USE SCHEMA on the containers of a schema, table or volume."""
+        parts = full_name.split(".")
+        if securable_type in ("schema", "table", "volume"):
+            self.require(who, "catalog", parts[0], "USE CATALOG")
+        if securable_type in ("table", "volume"):
+            self.require(who, "schema", ".".join(parts[:2]), "USE SCHEMA")
+
+    def require_table(self, who: Identity, full_name: str, privilege: str = "SELECT") -> None:
+        """Reading (SELECT) or writing (MODIFY) a table: visibility, USE on containers, then the
+        privilege itself."""
+        if who.is_admin:
+            return
+        snap = self.snapshot()
+        key = ("table", full_name)
+        if key not in snap.ids or key not in snap.visible(who.names):
+            raise NotFound(f"table {full_name} does not exist")
+        self.require_use(who, "table", full_name)
+        self.require(who, "table", full_name, privilege)
