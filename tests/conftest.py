@@ -89,17 +89,22 @@ def azure_settings(endpoint: str, home: Path, container: str | None = None) -> S
 
 
 @pytest.fixture(params=["local", "azure"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Stratus:
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stratus]:
     """A fresh, empty Stratus on local disk and on Azurite (tests run on both)."""
     if request.param == "local":
-        return Stratus.from_settings(Settings(home=tmp_path / "home"))
-    endpoint = request.getfixturevalue("azurite")
-    return Stratus.from_settings(azure_settings(endpoint, tmp_path / "home"))
+        stratus = Stratus.from_settings(Settings(home=tmp_path / "home"))
+    else:
+        endpoint = request.getfixturevalue("azurite")
+        stratus = Stratus.from_settings(azure_settings(endpoint, tmp_path / "home"))
+    yield stratus
+    stratus.close()  # drains the audit queue while the storage is still up
 
 
 @pytest.fixture
-def local(tmp_path: Path) -> Stratus:
-    return Stratus.from_settings(Settings(home=tmp_path / "home"))
+def local(tmp_path: Path) -> Iterator[Stratus]:
+    stratus = Stratus.from_settings(Settings(home=tmp_path / "home"))
+    yield stratus
+    stratus.close()
 
 
 @pytest.fixture(scope="session")
@@ -120,18 +125,22 @@ def _load(stratus: Stratus, sample_csv: Path) -> Stratus:
 
 
 @pytest.fixture(scope="session")
-def loaded_local(tmp_path_factory: pytest.TempPathFactory, sample_csv: Path) -> Stratus:
+def loaded_local(tmp_path_factory: pytest.TempPathFactory, sample_csv: Path) -> Iterator[Stratus]:
     """A local lakehouse holding the whole sample dataset (read-only for tests)."""
     home = tmp_path_factory.mktemp("loaded") / "home"
-    return _load(Stratus.from_settings(Settings(home=home)), sample_csv)
+    stratus = _load(Stratus.from_settings(Settings(home=home)), sample_csv)
+    yield stratus
+    stratus.close()
 
 
 @pytest.fixture(scope="session")
 def loaded_azure(
     tmp_path_factory: pytest.TempPathFactory, sample_csv: Path, azurite: str
-) -> Stratus:
+) -> Iterator[Stratus]:
     home = tmp_path_factory.mktemp("loaded-az") / "home"
-    return _load(Stratus.from_settings(azure_settings(azurite, home)), sample_csv)
+    stratus = _load(Stratus.from_settings(azure_settings(azurite, home)), sample_csv)
+    yield stratus
+    stratus.close()
 
 
 @pytest.fixture(scope="session", params=["local", "azure"])

@@ -132,3 +132,42 @@ def test_second_load_is_skipped_when_data_exists(tmp_path: Path) -> None:
     assert again.exit_code == 0
     assert "already holds weather data" in again.output
     assert time.monotonic() - started < 30
+
+
+def test_ingest_with_a_token_needs_modify(tmp_path: Path) -> None:
+    from stratus.config import Settings
+    from stratus.context import Stratus
+
+    home = tmp_path / "home"
+    stratus = Stratus.from_settings(Settings(home=home))
+    stratus.bootstrap()
+    ms = stratus.governance.metastore
+    ms.create_principal("loader", "service_principal")
+    token, _ = ms.create_token("loader", days=1)
+    src = tmp_path / "obs.csv"
+    src.write_text(
+        "city_id,date,hour,temp,wind_speed,description,precipitation,humidity\n"
+        "lima,2024-01-01,0100,20,1,clear sky,0,70\n"
+    )
+    runner = CliRunner()
+    env = {**env_for(home), "STRATUS_TOKEN": token}
+    denied = runner.invoke(main, ["ingest", str(src)], env=env)
+    assert denied.exit_code != 0
+    assert "does not exist" in denied.output  # no privilege at all: the table is invisible
+
+    for kind, name, priv in (
+        ("catalog", "main", "USE CATALOG"),
+        ("schema", "main.weather", "USE SCHEMA"),
+        ("table", "main.weather.hourly", "SELECT"),
+    ):
+        obj = ms.securable(kind, name)
+        ms.update_grants(kind, obj.id, [{"principal": "loader", "add": [priv], "remove": []}])
+    still = runner.invoke(main, ["ingest", str(src)], env=env)
+    assert still.exit_code != 0 and "lacks MODIFY" in still.output
+
+    hourly = ms.securable("table", "main.weather.hourly")
+    ms.update_grants("table", hourly.id, [{"principal": "loader", "add": ["MODIFY"], "remove": []}])
+    ok = runner.invoke(main, ["ingest", str(src), "--json"], env=env)
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout.strip().splitlines()[-1])["written"] == 1
+    stratus.close()

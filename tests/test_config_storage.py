@@ -40,7 +40,12 @@ def test_azure_urls_and_credentials_stay_out_of_repr() -> None:
         "weather",
         "acct",
     )
-    assert storage.options == {"account_name": "acct", "account_key": "c2VjcmV0LWtleQ=="}
+    assert storage.options == {
+        "account_name": "acct",
+        "account_key": "c2VjcmV0LWtleQ==",
+        "max_retries": "3",
+        "retry_timeout": "15s",
+    }
     assert storage.table_url("main/weather/hourly") == "az://weather/lake/main/weather/hourly"
     assert "c2VjcmV0" not in repr(settings) and "c2VjcmV0" not in repr(storage)
 

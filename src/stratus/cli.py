@@ -87,20 +87,84 @@ def run_ingest(
 @click.option("--table", default="hourly", show_default=True, help="hourly or cities.")
 @click.option("--city-id", default=None, help="City id for Open-Meteo JSON (it names none).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def ingest(paths: tuple[Path, ...], table: str, city_id: str | None, as_json: bool) -> None:
-    """Load CSV, Parquet, JSON Lines or Open-Meteo JSON files into a weather table."""
+@click.option(
+    "--token",
+    envvar="STRATUS_TOKEN",
+    default=None,
+    help="Act as this token's principal (env STRATUS_TOKEN); default: the local admin.",
+)
+def ingest(
+    paths: tuple[Path, ...], table: str, city_id: str | None, as_json: bool, token: str | None
+) -> None:
+    """Load CSV, Parquet, JSON Lines or Open-Meteo JSON files into a weather table.
+
+    Needs MODIFY on the table (with USE CATALOG / USE SCHEMA). Without --token the command acts
+    as the local administrator: whoever can write STRATUS_HOME owns the lakehouse anyway.
+    """
+    from stratus.catalog import registry
+    from stratus.catalog.errors import CatalogError
+    from stratus.security.governance import LOCAL_ADMIN
+
     stratus = _platform()
+    stratus.bootstrap()
+    gov = stratus.governance
+    try:
+        spec = registry.resolve(table)
+        who = gov.authenticator.authenticate(f"Bearer {token}") if token else LOCAL_ADMIN
+        gov.authorizer.require_table(who, spec.full_name, "MODIFY")
+    except (CatalogError, KeyError) as exc:
+        stratus.close()
+        raise click.ClickException(getattr(exc, "message", str(exc))) from None
     failed = False
     for path in paths:
+        outcome, status, error = "allowed", 200, None
         try:
-            report = run_ingest(stratus, path, table, city_id, show_progress=not as_json)
+            report = run_ingest(stratus, path, spec.full_name, city_id, not as_json)
         except (IngestInputError, ValueError, StorageError) as exc:
             console.print(f"[red]error:[/] {exc}")
-            failed = True
-            continue
-        _print_report(report, as_json)
+            failed, outcome, status, error = True, "error", 400, str(exc)
+        else:
+            _print_report(report, as_json)
+        _audit_cli(
+            stratus, who.name, "ingest", spec.full_name, {"path": str(path)}, outcome, status, error
+        )
+    stratus.close()
     if failed:
         sys.exit(1)
+
+
+def _audit_cli(
+    stratus: Stratus,
+    principal: str,
+    action: str,
+    table: str,
+    params: dict[str, Any],
+    outcome: str,
+    status: int,
+    error: str | None,
+) -> None:
+    import datetime as dt
+    import uuid
+
+    from stratus.security.audit import AuditRecord
+
+    stratus.governance.audit.record(
+        AuditRecord(
+            event_time=dt.datetime.now(dt.UTC),
+            request_id=uuid.uuid4().hex,
+            service_name="cli",
+            action_name=action,
+            user_identity=principal,
+            securable_type="table",
+            securable_full_name=table,
+            request_params=params,
+            outcome=outcome,
+            status_code=status,
+            error_message=error,
+            source_ip_address=None,
+            user_agent="stratus-cli",
+        )
+    )
 
 
 def load_sample_data(stratus: Stratus, if_empty: bool, out: Path | None = None) -> bool:

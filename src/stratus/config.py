@@ -31,6 +31,9 @@ class Settings(BaseModel):
     max_page_size: int = Field(default=50_000, ge=1, le=1_000_000)
     default_page_size: int = Field(default=5_000, ge=1, le=1_000_000)
 
+    access_log: bool = True
+    storage_max_retries: int = Field(default=3, ge=0, le=20)
+    storage_retry_timeout: float = Field(default=15.0, gt=0, le=600)
     metastore_url: str | None = None
     audit_flush_seconds: float = Field(default=1.0, gt=0, le=60)
     oidc_issuer: str | None = None

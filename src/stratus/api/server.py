@@ -23,7 +23,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "preload_app": False,
             "timeout": 60,
             "graceful_timeout": 20,
-            "accesslog": "-",
+            "accesslog": "-" if self.settings.access_log else None,
             "loglevel": self.settings.log_level.lower(),
             # no control socket in $HOME: the container user has no writable home
             "control_socket_disable": True,

@@ -20,6 +20,7 @@ class TableSpec:
     schema: pa.Schema
     key: tuple[str, ...]
     partition_by: list[str] = field(default_factory=list)
+    sort_by: tuple[str, ...] = ()
     comment: str = ""
     column_tags: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -38,6 +39,7 @@ HOURLY = TableSpec(
     schema=ws.HOURLY_SCHEMA,
     key=ws.HOURLY_KEY,
     partition_by=ws.HOURLY_PARTITIONS,
+    sort_by=("city_id", "ts"),
     comment="Hourly weather observations; key (city_id, ts); units °C, m/s, mm, %",
 )
 CITIES = TableSpec(

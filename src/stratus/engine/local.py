@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from urllib.parse import unquote
 
 import duckdb
 import pyarrow as pa
@@ -22,6 +23,31 @@ from stratus.lakehouse.storage import Storage
 
 def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def _duck_type(t: pa.DataType) -> str:
+    if pa.types.is_date(t):
+        return "DATE"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMP"
+    if pa.types.is_integer(t):
+        return "BIGINT"
+    if pa.types.is_floating(t):
+        return "DOUBLE"
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    return "VARCHAR"
+
+
+def partition_values(uri: str, columns: Sequence[str]) -> tuple[str | None, ...]:
+    """Partition values from a Delta data file path (``.../col=value/part-....parquet``)."""
+    found: dict[str, str | None] = {}
+    for segment in uri.split("/")[:-1]:
+        key, sep, value = segment.partition("=")
+        if sep and key in columns:
+            raw = unquote(value)
+            found[key] = None if raw == "__HIVE_DEFAULT_PARTITION__" else raw
+    return tuple(found.get(c) for c in columns)
 
 
 class LocalEngine:
@@ -52,19 +78,11 @@ class LocalEngine:
     def relation_sql(self, name: str, scan: TableScan, con: duckdb.DuckDBPyConnection) -> str:
         """SQL for a relation over ``scan``'s files (registering an Arrow object if needed)."""
         spec = scan.spec
-        empty = pa.table({f.name: pa.array([], f.type) for f in spec.schema})
         if not scan.files:
-            con.register(name, empty)
+            con.register(name, pa.table({f.name: pa.array([], f.type) for f in spec.schema}))
             return name
         if self.storage.is_local:
-            files = ", ".join(_sql_str(self.storage.local_path(f)) for f in scan.files)
-            if spec.partition_by:
-                types = ", ".join(f"{_sql_str(p)}: 'VARCHAR'" for p in spec.partition_by)
-                opts = f", hive_partitioning = true, hive_types = {{{types}}}"
-            else:
-                opts = ", hive_partitioning = false"
-            cols = ", ".join(f'"{c}"' for c in spec.schema.names)
-            return f"(SELECT {cols} FROM read_parquet([{files}]{opts}))"
+            return self._local_sql(scan)
         prefix = self.storage.root.rstrip("/") + "/"
         rel = [f[len(prefix) :] if f.startswith(prefix) else f for f in scan.files]
         part_schema = pa.schema([spec.schema.field(p) for p in spec.partition_by])
@@ -79,6 +97,29 @@ class LocalEngine:
         )
         con.register(name, dataset)
         return name
+
+    def _local_sql(self, scan: TableScan) -> str:
+        """read_parquet per partition, with partition values as constants (not stored in Delta
+        data files); cheaper than DuckDB's Hive path parsing for the usual one-city scan."""
+        spec = scan.spec
+        groups: dict[tuple[str | None, ...], list[str]] = {}
+        for uri in scan.files:
+            values = partition_values(uri, spec.partition_by)
+            groups.setdefault(values, []).append(self.storage.local_path(uri))
+        parts = []
+        for values, paths in groups.items():
+            consts = dict(zip(spec.partition_by, values, strict=True))
+            cols = []
+            for field in spec.schema:
+                if field.name in consts:
+                    value = consts[field.name]
+                    literal = "NULL" if value is None else _sql_str(value)
+                    cols.append(f'CAST({literal} AS {_duck_type(field.type)}) AS "{field.name}"')
+                else:
+                    cols.append(f'"{field.name}"')
+            files = ", ".join(_sql_str(p) for p in paths)
+            parts.append(f"SELECT {', '.join(cols)} FROM read_parquet([{files}])")
+        return "(" + " UNION ALL ".join(parts) + ")"
 
     def query(
         self,

@@ -75,6 +75,9 @@ class Storage:
                 "or AZURE_STORAGE_CONNECTION_STRING"
             )
         opts["account_name"] = account
+        # fail within seconds, not minutes, when the store is down: the API answers 503
+        opts["max_retries"] = str(settings.storage_max_retries)
+        opts["retry_timeout"] = f"{settings.storage_retry_timeout:g}s"
         if key:
             opts["account_key"] = key
         if sas:

@@ -9,7 +9,6 @@ files that can hold its rows. Every write is one Delta commit: it happens entire
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import threading
@@ -18,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from deltalake import DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
@@ -45,6 +43,16 @@ class _Cached:
     log_mtime: float
     files: pa.Table | None = None  # add actions of `version`
     files_version: int = -1
+    index: list[FileEntry] | None = None  # the same, as plain Python for fast pruning
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One data file: its URI, partition values and per-column (min, max) statistics."""
+
+    uri: str
+    partition: dict[str, str | None]
+    stats: dict[str, tuple[object, object]]
 
 
 @dataclass(frozen=True)
@@ -122,7 +130,37 @@ class Lakehouse:
             if cached.files is None or cached.files_version != cached.version:
                 cached.files = pa.table(cached.table.get_add_actions(flatten=True))
                 cached.files_version = cached.version
+                cached.index = None
             return cached.files
+
+    def _index(self, spec: TableSpec) -> list[FileEntry]:
+        files = self.files(spec)
+        if files is None:
+            return []
+        with self._lock:
+            cached = self._cache[spec.full_name]
+            if cached.index is None:
+                root = self.url(spec)
+                cols = files.column_names
+                parts = [c.removeprefix("partition.") for c in cols if c.startswith("partition.")]
+                stat_cols = [
+                    c.removeprefix("min.")
+                    for c in cols
+                    if c.startswith("min.") and "max." + c.removeprefix("min.") in cols
+                ]
+                data = files.to_pydict()
+                cached.index = [
+                    FileEntry(
+                        uri=f"{root}/{data['path'][i]}",
+                        partition={p: data[f"partition.{p}"][i] for p in parts},
+                        stats={c: (data[f"min.{c}"][i], data[f"max.{c}"][i]) for c in stat_cols},
+                    )
+                    for i in range(files.num_rows)
+                ]
+            return cached.index
+
+    def partition_values(self, spec: TableSpec, column: str) -> set[str | None]:
+        return {e.partition.get(column) for e in self._index(spec)}
 
     def prune(
         self,
@@ -133,25 +171,22 @@ class Lakehouse:
         """Data files that may hold rows with the given partition values and column ranges.
 
         ``ranges`` maps a column to an inclusive (low, high) interval; files whose min/max
-        statistics lie wholly outside it are skipped.
+        statistics lie wholly outside it are skipped (files without statistics are kept).
         """
-        files = self.files(spec)
-        if files is None or files.num_rows == 0:
-            return []
-        mask = pa.array([True] * files.num_rows)
-        for col, values in (partition or {}).items():
-            mask = pc.and_(mask, pc.is_in(files[f"partition.{col}"], pa.array(list(values))))
-        for col, (low, high) in (ranges or {}).items():
-            mn, mx = f"min.{col}", f"max.{col}"
-            if mn in files.column_names and mx in files.column_names:
-                keep = pc.and_kleene(
-                    pc.invert(pc.fill_null(pc.less(files[mx], pa.scalar(low)), False)),
-                    pc.invert(pc.fill_null(pc.greater(files[mn], pa.scalar(high)), False)),
-                )
-                mask = pc.and_(mask, keep)
-        paths = files.filter(mask)["path"].to_pylist()
-        root = self.url(spec)
-        return [f"{root}/{p}" for p in paths]
+        wanted = {col: set(values) for col, values in (partition or {}).items()}
+        out = []
+        for entry in self._index(spec):
+            if any(entry.partition.get(col) not in vals for col, vals in wanted.items()):
+                continue
+            keep = True
+            for col, (low, high) in (ranges or {}).items():
+                mn, mx = entry.stats.get(col, (None, None))
+                if (mx is not None and mx < low) or (mn is not None and mn > high):
+                    keep = False
+                    break
+            if keep:
+                out.append(entry.uri)
+        return out
 
     def version(self, spec: TableSpec) -> int | None:
         dt_ = self.table(spec)
@@ -183,11 +218,19 @@ class Lakehouse:
         assert table is not None
         return table
 
+    def _prepare_rows(self, spec: TableSpec, data: pa.Table) -> pa.Table:
+        """Schema order and types, sorted by the table's sort key in one chunk: delta-rs writes
+        chunks of a multi-chunk table interleaved, which would scramble row-group statistics."""
+        data = data.select(spec.schema.names).cast(spec.schema)
+        if spec.sort_by:
+            data = data.sort_by([(c, "ascending") for c in spec.sort_by])
+        return data.combine_chunks()
+
     def append(self, spec: TableSpec, data: pa.Table) -> int:
         self.ensure(spec)
         write_deltalake(
             self.url(spec),
-            data.select(spec.schema.names).cast(spec.schema),
+            self._prepare_rows(spec, data),
             mode="append",
             partition_by=spec.partition_by or None,
             storage_options=self.storage.options,
@@ -199,7 +242,7 @@ class Lakehouse:
         self.prepare()
         write_deltalake(
             self.url(spec),
-            data.select(spec.schema.names).cast(spec.schema),
+            self._prepare_rows(spec, data),
             mode="overwrite",
             partition_by=spec.partition_by or None,
             storage_options=self.storage.options,
@@ -211,7 +254,7 @@ class Lakehouse:
         """Upsert ``data`` on the table's key in one commit, retrying on write conflicts."""
         if data.num_rows == 0:
             return MergeResult(0, 0, None)
-        data = data.select(spec.schema.names).cast(spec.schema)
+        data = self._prepare_rows(spec, data)
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in spec.key)
         self.ensure(spec)
         for attempt in range(1, COMMIT_RETRIES + 1):
@@ -248,7 +291,3 @@ class Lakehouse:
         version = self.version(spec)
         assert version is not None
         return version
-
-
-def date_range_filter(start: dt.date, end: dt.date) -> dict[str, tuple[object, object]]:
-    return {"date": (start, end)}

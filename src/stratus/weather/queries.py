@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from stratus.catalog import registry
 from stratus.engine import Engine, TableScan
@@ -101,8 +100,7 @@ class WeatherQueries:
         return out
 
     def known_city_ids(self) -> set[str]:
-        files = self.lakehouse.files(registry.HOURLY)
-        ids = set() if files is None else set(pc.unique(files["partition.city_id"]).to_pylist())
+        ids = {c for c in self.lakehouse.partition_values(registry.HOURLY, "city_id") if c}
         scan = TableScan(registry.CITIES, self.lakehouse.prune(registry.CITIES))
         if scan.files:
             ids |= set(
@@ -111,8 +109,7 @@ class WeatherQueries:
         return ids
 
     def check_cities(self, city_ids: Sequence[str]) -> None:
-        files = self.lakehouse.files(registry.HOURLY)
-        with_data = set() if files is None else set(files["partition.city_id"].to_pylist())
+        with_data = self.lakehouse.partition_values(registry.HOURLY, "city_id")
         missing = [c for c in city_ids if c not in with_data]
         if missing:
             missing = [c for c in missing if c not in self.known_city_ids()]
@@ -140,8 +137,9 @@ class WeatherQueries:
         after = decode_cursor(cursor) if cursor else None
         cols = list(dict.fromkeys(["city_id", "ts", *fields]))
         select = ", ".join(f'"{c}"' for c in cols)
-        where = "city_id IN (SELECT unnest(?)) AND date BETWEEN ? AND ?"
-        params: list[object] = [list(city_ids), start, end]
+        # the scan holds only these cities' partitions: no city predicate needed
+        where = "date BETWEEN ? AND ?"
+        params: list[object] = [start, end]
         if after:
             where += " AND (ts > ? OR (ts = ? AND city_id > ?))"
             params += [after[0], after[0], after[1]]
@@ -161,31 +159,29 @@ class WeatherQueries:
     ) -> pa.Table:
         self.check_cities(city_ids)
         period = {"day": "date", "month": "date_trunc('month', date)::DATE"}[granularity]
+        # Two levels: per (city, period, description) first, so the most frequent description
+        # (ties: alphabetical) falls out of the same pass as the other aggregates.
         sql = f"""
-        WITH rows AS (
-          SELECT city_id, {period} AS period, temp, precipitation, humidity, wind_speed,
-                 description
+        WITH g AS (
+          SELECT city_id, {period} AS period, description, count(*) AS n,
+                 min(temp) AS mn, max(temp) AS mx, sum(temp) AS st, count(temp) AS ct,
+                 sum(precipitation) AS sp, sum(humidity) AS sh, count(humidity) AS ch,
+                 max(wind_speed) AS mw
           FROM {{hourly}}
-          WHERE city_id IN (SELECT unnest(?)) AND date BETWEEN ? AND ?
-        ), descr AS (
-          SELECT city_id, period, description,
-                 row_number() OVER (PARTITION BY city_id, period
-                                    ORDER BY count(*) DESC, description) AS rank
-          FROM rows WHERE description IS NOT NULL
-          GROUP BY city_id, period, description
+          WHERE date BETWEEN ? AND ?
+          GROUP BY ALL
         )
-        SELECT r.city_id, r.period,
-               min(temp) AS temp_min, max(temp) AS temp_max, round(avg(temp), 2) AS temp_mean,
-               round(sum(precipitation), 2) AS precipitation_total,
-               round(avg(humidity), 2) AS humidity_mean,
-               max(wind_speed) AS wind_speed_max,
-               any_value(d.description) AS description_most_frequent,
-               count(*) AS hours_observed
-        FROM rows r
-        LEFT JOIN descr d ON d.city_id = r.city_id AND d.period = r.period AND d.rank = 1
-        GROUP BY r.city_id, r.period
-        ORDER BY r.period, r.city_id
+        SELECT city_id, period,
+               min(mn) AS temp_min, max(mx) AS temp_max,
+               round(sum(st) / sum(ct), 2) AS temp_mean,
+               round(sum(sp), 2) AS precipitation_total,
+               round(sum(sh) / nullif(sum(ch), 0), 2) AS humidity_mean,
+               max(mw) AS wind_speed_max,
+               first(description ORDER BY n DESC, description)
+                 FILTER (WHERE description IS NOT NULL) AS description_most_frequent,
+               sum(n)::BIGINT AS hours_observed
+        FROM g
+        GROUP BY city_id, period
+        ORDER BY period, city_id
         """
-        return self.engine.query(
-            sql, {"hourly": self._scan(city_ids, start, end)}, [list(city_ids), start, end]
-        )
+        return self.engine.query(sql, {"hourly": self._scan(city_ids, start, end)}, [start, end])
