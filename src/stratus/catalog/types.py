@@ -55,3 +55,36 @@ def column_info(field: pa.Field, position: int, partition_index: int | None) -> 
     if partition_index is not None:
         info["partition_index"] = partition_index
     return info
+
+
+_FROM_UC: dict[str, pa.DataType] = {
+    "STRING": pa.string(),
+    "DOUBLE": pa.float64(),
+    "FLOAT": pa.float32(),
+    "LONG": pa.int64(),
+    "INT": pa.int32(),
+    "SHORT": pa.int16(),
+    "BYTE": pa.int8(),
+    "BOOLEAN": pa.bool_(),
+    "DATE": pa.date32(),
+    "TIMESTAMP": pa.timestamp("us", tz="UTC"),
+    "TIMESTAMP_NTZ": pa.timestamp("us"),
+    "BINARY": pa.binary(),
+}
+
+
+def arrow_type(column: dict[str, Any]) -> pa.DataType:
+    """The Arrow type of a UC ColumnInfo dict (unknown/complex types read as strings)."""
+    name = str(column.get("type_name") or "STRING").upper()
+    if name == "DECIMAL":
+        precision = int(column.get("type_precision") or 38)
+        scale = int(column.get("type_scale") or 0)
+        return pa.decimal128(precision, scale)
+    return _FROM_UC.get(name, pa.string())
+
+
+def arrow_schema(columns: list[dict[str, Any]]) -> pa.Schema:
+    ordered = sorted(columns, key=lambda c: c.get("position", 0))
+    return pa.schema(
+        [pa.field(c["name"], arrow_type(c), c.get("nullable", True)) for c in ordered]
+    )
