@@ -319,6 +319,13 @@ def build_lake(
     return Lake(n_cities, years, first_year, home, rows, total, False)
 
 
+def admin_token(stratus: Stratus) -> str:
+    """A fresh one-day admin API token (the API requires one)."""
+    stratus.bootstrap()
+    secret, _ = stratus.governance.metastore.create_token("admin", days=1, comment="benchmark")
+    return secret
+
+
 # ---- measurement ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Stat:
@@ -658,6 +665,8 @@ def main(argv: list[str] | None = None) -> int:
     stratus = big.stratus()
     app = create_app(stratus=stratus)
     client = app.test_client()
+    token = admin_token(stratus)  # auth is mandatory; gunicorn shares this metastore
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     say(f"  correctness: {cross_check(client, direct, wk[:3])}")
     rows = [direct.week(c, s).num_rows for c, s in wk[:50]]
     say(f"  rows per {DAYS}-day query: mean {statistics.mean(rows):.1f} (168 = no gaps)")
@@ -680,12 +689,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     small = lakes.get(args.small_cities) if args.small_cities != args.cities else None
     if small is not None:
-        small_client = create_app(stratus=small.stratus()).test_client()
+        small_stratus = small.stratus()
+        small_client = create_app(stratus=small_stratus).test_client()
+        small_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {admin_token(small_stratus)}"
         jobs["week/client-small"] = (client_fn(small_client, week_url), week_work(small, n))
     with contextlib.ExitStack() as stack:
         if not args.no_server:
             base = stack.enter_context(gunicorn(big, data_dir / "gunicorn.log"))
             session = stack.enter_context(requests.Session())
+            session.headers["Authorization"] = f"Bearer {token}"
             jobs["week/gunicorn"] = (session_fn(session, base, week_url), wk)
             jobs["year/gunicorn"] = (session_fn(session, base, year_url), yr)
             say(f"  gunicorn: `stratus serve`, 1 worker (gthread), {base}")

@@ -47,15 +47,33 @@ _FORMAT = _param(
     "Response format. CSV/Parquet carry paging in X-Next-Cursor.",
 )
 _PROBLEM = {"application/problem+json": {"schema": _ref("Problem")}}
+_UNAUTHENTICATED = {
+    "description": "No, malformed, unknown, expired or revoked bearer token "
+    "(with a WWW-Authenticate header)",
+    "content": _PROBLEM,
+}
 _ERRORS = {
     "400": {"description": "Invalid parameter", "content": _PROBLEM},
-    "404": {"description": "Unknown city", "content": _PROBLEM},
+    "401": _UNAUTHENTICATED,
+    "403": {"description": "A privilege is missing; the detail names it", "content": _PROBLEM},
+    "404": {
+        "description": "Unknown city, or a table the caller may not see at all",
+        "content": _PROBLEM,
+    },
 }
+_OPEN: list[dict[str, list[str]]] = []  # `security: []`: no token needed
+_AUDIT_ACTIONS = (
+    "e.g. queryWeather, summarizeWeather, listCities, queryAuditLog, getTable, updatePermissions"
+)
 _TABLE_CONTENT = {
     "text/csv": {"schema": {"type": "string"}},
     "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
 }
 _NUM = {"type": ["number", "null"]}
+_STAMP = {
+    "type": "string",
+    "description": "YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS[.ffffff]][Z|+HH:MM]",
+}
 
 SCHEMAS: dict[str, Any] = {
     "Problem": {
@@ -167,6 +185,37 @@ SCHEMAS: dict[str, Any] = {
             "data": {"type": "array", "items": _ref("SummaryRow")},
         },
     },
+    "AuditRecord": {
+        "type": "object",
+        "description": "One request that touched a securable, allowed or not.",
+        "required": ["event_time", "request_id", "action_name", "outcome", "status_code"],
+        "properties": {
+            "event_time": {"type": "string", "format": "date-time"},
+            "request_id": {"type": "string", "description": "The X-Request-Id of the response"},
+            "service_name": {"type": ["string", "null"]},
+            "action_name": {"type": "string", "description": _AUDIT_ACTIONS},
+            "user_identity": {"type": ["string", "null"], "description": "Principal name"},
+            "securable_type": {"type": ["string", "null"]},
+            "securable_full_name": {"type": ["string", "null"]},
+            "request_params": {
+                "type": "object",
+                "description": "Request parameters with secrets replaced by [REDACTED]",
+            },
+            "outcome": {"type": "string", "enum": ["allowed", "denied", "error"]},
+            "status_code": {"type": "integer"},
+            "error_message": {"type": ["string", "null"]},
+            "source_ip_address": {"type": ["string", "null"]},
+            "user_agent": {"type": ["string", "null"]},
+        },
+    },
+    "AuditPage": {
+        "type": "object",
+        "required": ["count", "data"],
+        "properties": {
+            "count": {"type": "integer"},
+            "data": {"type": "array", "items": _ref("AuditRecord")},
+        },
+    },
     "Health": {
         "type": "object",
         "required": ["status"],
@@ -206,18 +255,57 @@ def spec() -> dict[str, Any]:
             "description": "Hourly weather from Delta Lake tables. Errors are RFC 9457 "
             "problem documents naming the offending parameter.",
         },
+        "security": [{"bearerAuth": []}],
         "paths": {
             "/health": {
                 "get": {
                     "summary": "Liveness and storage check",
+                    "security": _OPEN,
                     "responses": {"200": _ok("Health")},
                 }
             },
-            "/version": {"get": {"summary": "Versions", "responses": {"200": _ok("Version")}}},
+            "/version": {
+                "get": {
+                    "summary": "Versions",
+                    "security": _OPEN,
+                    "responses": {"200": _ok("Version")},
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "security": _OPEN,
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3.1 document",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
+            "/docs": {
+                "get": {
+                    "summary": "Interactive API documentation (Swagger UI)",
+                    "security": _OPEN,
+                    "responses": {
+                        "200": {
+                            "description": "HTML page",
+                            "content": {"text/html": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
             "/api/v1/cities": {
                 "get": {
                     "summary": "Cities with row counts and the date span of their data",
-                    "responses": {"200": _ok("CityList")},
+                    "description": "Needs SELECT on main.weather.cities and "
+                    "main.weather.hourly (with USE CATALOG and USE SCHEMA).",
+                    "responses": {
+                        "200": _ok("CityList"),
+                        "401": _ERRORS["401"],
+                        "403": _ERRORS["403"],
+                        "404": _ERRORS["404"],
+                    },
                 }
             },
             "/api/v1/weather": {
@@ -255,6 +343,48 @@ def spec() -> dict[str, Any]:
                     "responses": {"200": _ok("SummaryPage", table=True), **_ERRORS},
                 }
             },
+            "/api/v1/audit": {
+                "get": {
+                    "summary": "The audit log (system.access.audit), newest first",
+                    "description": "Metastore admins only: anyone else gets 403, whatever the "
+                    "parameters. since and until are inclusive; a date alone means the start "
+                    "(since) or the whole (until) of that UTC day; times without an offset "
+                    "are UTC.",
+                    "parameters": [
+                        _param("principal", {"type": "string"}, "Principal name."),
+                        _param("action", {"type": "string"}, f"Action name, {_AUDIT_ACTIONS}."),
+                        _param(
+                            "outcome",
+                            {"type": "string", "enum": ["allowed", "denied", "error"]},
+                            "Outcome of the request.",
+                        ),
+                        _param("since", _STAMP, "Earliest event time, ISO 8601."),
+                        _param("until", _STAMP, "Latest event time, ISO 8601."),
+                        _param(
+                            "limit",
+                            {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000},
+                            "Most records to return.",
+                        ),
+                    ],
+                    "responses": {
+                        "200": _ok("AuditPage"),
+                        "400": _ERRORS["400"],
+                        "401": _ERRORS["401"],
+                        "403": {"description": "Not a metastore admin", "content": _PROBLEM},
+                    },
+                }
+            },
         },
-        "components": {"schemas": SCHEMAS},
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A Stratus API token (stratus_..., from `stratus admin "
+                    "bootstrap` or `stratus admin create-token`) or a JWT from the configured "
+                    "OIDC issuer.",
+                }
+            },
+        },
     }

@@ -108,6 +108,7 @@ class MetastoreService:
 
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._lock = threading.Lock()
+        self.changes = 0  # authorization changes committed by this process
         self.upgrade()
 
     # ---- plumbing ------------------------------------------------------------------------
@@ -127,9 +128,13 @@ class MetastoreService:
     def session(self) -> Iterator[Session]:
         with self._sessions.begin() as s:
             yield s
+            bumped = s.info.pop("bumped", False)
+        if bumped:  # committed: this process's authorizer reloads on its next question
+            self.changes += 1
 
     def _bump(self, s: Session) -> None:
         s.execute(update(m.Metastore).values(generation=m.Metastore.generation + 1))
+        s.info["bumped"] = True
 
     def generation(self) -> int:
         with self._sessions() as s:

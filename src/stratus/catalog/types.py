@@ -85,6 +85,4 @@ def arrow_type(column: dict[str, Any]) -> pa.DataType:
 
 def arrow_schema(columns: list[dict[str, Any]]) -> pa.Schema:
     ordered = sorted(columns, key=lambda c: c.get("position", 0))
-    return pa.schema(
-        [pa.field(c["name"], arrow_type(c), c.get("nullable", True)) for c in ordered]
-    )
+    return pa.schema([pa.field(c["name"], arrow_type(c), c.get("nullable", True)) for c in ordered])

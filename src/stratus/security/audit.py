@@ -14,6 +14,7 @@ import logging
 import queue
 import re
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -131,9 +132,17 @@ class AuditLog:
                 items: list[object] = [self._queue.get(timeout=self.flush_interval)]
             except queue.Empty:
                 continue
-            while len(items) < self.batch_size:
+            # One Delta commit per batch: gather until flush_interval has passed since the
+            # first record, batch_size records, or a flush()/close() asks for them now. (A
+            # commit per record made many tiny files, and each commit's table reload held the
+            # lakehouse lock that queries need.)
+            deadline = time.monotonic() + self.flush_interval
+            while len(items) < self.batch_size and not _urgent(items[-1]):
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    break
                 try:
-                    items.append(self._queue.get_nowait())
+                    items.append(self._queue.get(timeout=wait))
                 except queue.Empty:
                     break
             records = [i for i in items if isinstance(i, AuditRecord)]
@@ -175,3 +184,8 @@ class AuditLog:
 class _Marker:
     def __init__(self, event: threading.Event) -> None:
         self.event = event
+
+
+def _urgent(item: object) -> bool:
+    """A flush marker or the close sentinel: write what is gathered without waiting."""
+    return item is None or isinstance(item, _Marker)

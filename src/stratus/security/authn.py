@@ -2,20 +2,24 @@
 
 API tokens are ``stratus_`` + 43 random URL-safe characters (256 bits), so a plain SHA-256 is a
 safe at-rest form and the lookup is by hash (an index probe, not a string comparison). Resolved
-tokens are cached for a few seconds; any revocation bumps the metastore generation, which empties
-the cache at once. OIDC tokens are verified against a configured issuer's JWKS URL or PEM key,
-and a claim (``STRATUS_OIDC_PRINCIPAL_CLAIM``) names an existing principal.
+tokens are cached for a few seconds (never past their expiry); any revocation bumps the metastore
+generation, which empties the cache at once (in this process; other processes see it within the
+authorizer's check interval). OIDC tokens are verified against a configured issuer's JWKS URL or
+PEM key, and a claim (``STRATUS_OIDC_PRINCIPAL_CLAIM``) names an existing principal.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
+from sqlalchemy import select
 
+from stratus.catalog import models as m
 from stratus.catalog.errors import Unauthenticated
 from stratus.catalog.metastore import TOKEN_PREFIX, MetastoreService, hash_token
 from stratus.security.authz import Authorizer, Identity
@@ -93,8 +97,19 @@ class Authenticator:
             raise Unauthenticated("invalid or expired token")
         ident = self.authorizer.identity(principal)
         with self._lock:
-            self._cache[key] = (now + CACHE_SECONDS, ident)
+            self._cache[key] = (now + self._cache_seconds(key), ident)
         return ident
+
+    def _cache_seconds(self, key: str) -> float:
+        """How long a resolved token may be served from the cache: never past its expiry."""
+        with self.metastore._sessions() as s:
+            expires = s.scalar(select(m.Token.expires_at).where(m.Token.token_hash == key))
+        if expires is None:
+            return CACHE_SECONDS
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=dt.UTC)
+        left = (expires - dt.datetime.now(dt.UTC)).total_seconds()
+        return max(0.0, min(CACHE_SECONDS, left))
 
     def _jwt(self, token: str) -> Identity:
         assert self.oidc is not None

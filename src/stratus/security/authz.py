@@ -7,7 +7,9 @@ SCHEMA on its schema and SELECT on it. An object the caller has no privilege on,
 is invisible: it is reported as not found, so names never leak.
 
 Decisions come from an in-memory snapshot of owners, grants and memberships that is rebuilt only
-when the metastore's generation counter moves (checked at most every ``check_interval`` seconds).
+when the metastore's generation counter moves: changes committed by this process are seen by the
+next question, changes by other processes within ``check_interval`` seconds (the generation is
+read from the database at most that often).
 """
 
 from __future__ import annotations
@@ -142,14 +144,21 @@ class Authorizer:
         self.check_interval = check_interval
         self._snap: Snapshot | None = None
         self._checked = 0.0
+        self._changes = -1
         self._lock = threading.Lock()
 
     def snapshot(self) -> Snapshot:
         now = time.monotonic()
         snap = self._snap
-        if snap is not None and now - self._checked < self.check_interval:
+        changes = self.metastore.changes
+        if (
+            snap is not None
+            and changes == self._changes
+            and now - self._checked < self.check_interval
+        ):
             return snap
         with self._lock:
+            self._changes = changes  # read before the generation: a later commit is noticed
             gen = self.metastore.generation()
             if self._snap is None or self._snap.generation != gen:
                 self._snap = Snapshot.load(self.metastore)
