@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -174,3 +175,14 @@ class Tag(Base):
     column_name: Mapped[str] = mapped_column(String(255), default="")  # "" = the securable
     key: Mapped[str] = mapped_column(String(255))
     value: Mapped[str | None] = mapped_column(Text)
+
+
+class DataKeyRow(Base):
+    """A wrapped PII data key (never the plaintext): one per (scope, version)."""
+
+    __tablename__ = "data_keys"
+    scope: Mapped[str] = mapped_column(String(512), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    master_id: Mapped[str] = mapped_column(String(128))
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
