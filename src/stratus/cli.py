@@ -42,9 +42,12 @@ def main(log_level: str | None) -> None:
     )
 
 
-def _print_report(report: IngestReport, as_json: bool) -> None:
+def _print_report(report: Any, as_json: bool) -> None:
     if as_json:
         click.echo(orjson.dumps(report.to_dict()).decode())
+        return
+    if not isinstance(report, IngestReport):
+        _print_table_report(report)
         return
     table = Table(title=f"{Path(report.source).name} -> {report.table}", show_header=False)
     for key in ("format", "read", "written", "inserted", "updated", "unchanged", "duplicates"):
@@ -62,6 +65,21 @@ def _print_report(report: IngestReport, as_json: bool) -> None:
             f"[yellow]{report.quarantined} row(s) quarantined[/] with their reasons in "
             "main.weather.quarantine"
         )
+
+
+def _print_table_report(report: Any) -> None:
+    table = Table(title=f"{Path(report.source).name} -> {report.table}", show_header=False)
+    table.add_row("format", report.format)
+    table.add_row("table created", "yes" if report.created else "no")
+    for key in ("read", "written", "inserted", "updated", "unchanged", "duplicates"):
+        table.add_row(key, str(getattr(report, key)))
+    table.add_row("quarantined", str(report.quarantined))
+    table.add_row("table version", "-" if report.version is None else str(report.version))
+    Console().print(table)
+    for column, why in report.pii_tagged.items():
+        console.print(f"[magenta]PII:[/] {column} tagged pii={why} (encrypted at rest)")
+    for w in report.warnings:
+        console.print(f"[yellow]warning:[/] {w}")
 
 
 def run_ingest(
@@ -82,10 +100,35 @@ def run_ingest(
     return report
 
 
+WEATHER_TABLES = ("hourly", "cities", "weather.hourly", "weather.cities")
+
+
+def _parse_pii(values: tuple[str, ...], off: tuple[str, ...]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for item in values:
+        column, sep, kind = item.partition("=")
+        if not sep or not column or not kind:
+            raise click.BadParameter(
+                f"{item!r}: use COLUMN=KIND, e.g. email=email", param_hint="--pii"
+            )
+        out[column] = kind
+    for column in off:
+        out[column] = None
+    return out
+
+
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--table", default="hourly", show_default=True, help="hourly or cities.")
+@click.option(
+    "--table",
+    default="hourly",
+    show_default=True,
+    help="hourly, cities, or any catalog table (catalog.schema.table; schema.table means main).",
+)
 @click.option("--city-id", default=None, help="City id for Open-Meteo JSON (it names none).")
+@click.option("--key", "key", default=None, help="Key column(s), comma-separated, for a new table.")
+@click.option("--pii", "pii", multiple=True, help="COLUMN=KIND: tag as PII (overrides detection).")
+@click.option("--no-pii", "no_pii", multiple=True, help="COLUMN: do not tag it although detected.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option(
     "--token",
@@ -94,24 +137,44 @@ def run_ingest(
     help="Act as this token's principal (env STRATUS_TOKEN); default: the local admin.",
 )
 def ingest(
-    paths: tuple[Path, ...], table: str, city_id: str | None, as_json: bool, token: str | None
+    paths: tuple[Path, ...],
+    table: str,
+    city_id: str | None,
+    key: str | None,
+    pii: tuple[str, ...],
+    no_pii: tuple[str, ...],
+    as_json: bool,
+    token: str | None,
 ) -> None:
-    """Load CSV, Parquet, JSON Lines or Open-Meteo JSON files into a weather table.
+    """Load CSV, Parquet, JSON Lines (or Open-Meteo JSON for weather) files into a table.
 
-    Needs MODIFY on the table (with USE CATALOG / USE SCHEMA). Without --token the command acts
-    as the local administrator: whoever can write STRATUS_HOME owns the lakehouse anyway.
+    Weather tables are validated and upserted on (city_id, time). Any other table is created on
+    first ingest (schema inferred, --key required), its PII columns detected, tagged and
+    encrypted. Needs MODIFY on the table (CREATE TABLE on the schema to create one). Without
+    --token the command acts as the local administrator: whoever can write STRATUS_HOME owns the
+    lakehouse anyway.
     """
     from stratus.catalog import registry
-    from stratus.catalog.errors import CatalogError
+    from stratus.catalog.errors import CatalogError, NotFound
     from stratus.security.governance import LOCAL_ADMIN
+    from stratus.tables.service import qualify
 
+    overrides = _parse_pii(pii, no_pii)
     stratus = _platform()
     stratus.bootstrap()
     gov = stratus.governance
+    weather = table in WEATHER_TABLES or table.startswith("main.weather.")
     try:
-        spec = registry.resolve(table)
+        full_name = registry.resolve(table).full_name if weather else qualify(table)
         who = gov.authenticator.authenticate(f"Bearer {token}") if token else LOCAL_ADMIN
-        gov.authorizer.require_table(who, spec.full_name, "MODIFY")
+        try:
+            gov.authorizer.require_table(who, full_name, "MODIFY")
+        except NotFound:
+            if weather:
+                raise
+            schema = ".".join(full_name.split(".")[:2])
+            gov.authorizer.require(who, "catalog", full_name.split(".")[0], "USE CATALOG")
+            gov.authorizer.require(who, "schema", schema, "CREATE TABLE", exists=False)
     except (CatalogError, KeyError) as exc:
         stratus.close()
         raise click.ClickException(getattr(exc, "message", str(exc))) from None
@@ -119,14 +182,20 @@ def ingest(
     for path in paths:
         outcome, status, error = "allowed", 200, None
         try:
-            report = run_ingest(stratus, path, spec.full_name, city_id, not as_json)
-        except (IngestInputError, ValueError, StorageError) as exc:
-            console.print(f"[red]error:[/] {exc}")
+            if weather:
+                report: Any = run_ingest(stratus, path, full_name, city_id, not as_json)
+            else:
+                keys = tuple(k.strip() for k in (key or "").split(",") if k.strip())
+                report = stratus.tables.ingest(
+                    path, full_name, owner=who.name, key=keys, pii=overrides
+                )
+        except (IngestInputError, ValueError, StorageError, CatalogError) as exc:
+            console.print(f"[red]error:[/] {getattr(exc, 'message', exc)}")
             failed, outcome, status, error = True, "error", 400, str(exc)
         else:
             _print_report(report, as_json)
         _audit_cli(
-            stratus, who.name, "ingest", spec.full_name, {"path": str(path)}, outcome, status, error
+            stratus, who.name, "ingest", full_name, {"path": str(path)}, outcome, status, error
         )
     stratus.close()
     if failed:
@@ -183,20 +252,60 @@ def load_sample_data(stratus: Stratus, if_empty: bool, out: Path | None = None) 
     console.print(f"built {sample.rows:,} rows from {len(sample.rows_per_city)} stations")
     for path, table in ((sample.cities_path, "cities"), (sample.weather_path, "hourly")):
         _print_report(run_ingest(stratus, path, table), as_json=False)
+    load_employees(stratus, out.parent / "employees.csv", SAMPLE_EMPLOYEES)
     return True
+
+
+SAMPLE_EMPLOYEES = 300
+EMPLOYEES_TABLE = "main.hr.employees"
+
+
+def load_employees(stratus: Stratus, path: Path, n: int) -> None:
+    """Fake people (Faker, never real ones) into main.hr.employees, PII encrypted."""
+    from stratus.datasets.employees import write_employees_csv
+
+    write_employees_csv(path, n)
+    report = stratus.tables.ingest(path, EMPLOYEES_TABLE, owner="admin", key=("employee_id",))
+    _print_report(report, as_json=False)
 
 
 @main.command("sample-data")
 @click.argument("out", required=False, type=click.Path(path_type=Path))
 @click.option("--load", is_flag=True, help="Also ingest it into the lakehouse.")
 @click.option("--if-empty", is_flag=True, help="With --load: only when there is no weather yet.")
-def sample_data(out: Path | None, load: bool, if_empty: bool) -> None:
+@click.option(
+    "--employees",
+    type=click.IntRange(1, 10_000_000),
+    default=None,
+    help="Instead: N fake employees (Faker) for main.hr.employees.",
+)
+def sample_data(out: Path | None, load: bool, if_empty: bool, employees: int | None) -> None:
     """Build real-observation sample weather (6 stations, ~1 year each) as CSV.
 
-    Writes OUT (weather) and OUT's stem + .cities.csv (the cities table).
+    Writes OUT (weather) and OUT's stem + .cities.csv (the cities table). With --employees N,
+    writes N fake employees instead (and --load ingests them into main.hr.employees).
     """
+    if employees is not None:
+        from stratus.datasets.employees import write_employees_csv
+
+        if load:
+            stratus = _platform()
+            stratus.bootstrap()
+            load_employees(
+                stratus, out or stratus.settings.home / "samples" / "employees.csv", employees
+            )
+            stratus.close()
+            return
+        if out is None:
+            raise click.UsageError("give OUT.csv, or --load to ingest into the lakehouse")
+        write_employees_csv(out, employees)
+        click.echo(f"wrote {employees:,} fake employees to {out}")
+        return
     if load:
-        load_sample_data(_platform(), if_empty, out)
+        stratus = _platform()
+        stratus.bootstrap()
+        load_sample_data(stratus, if_empty, out)
+        stratus.close()
         return
     if out is None:
         raise click.UsageError("give OUT.csv, or --load to ingest into the lakehouse")
@@ -352,3 +461,30 @@ def _catalog_call(fn: Any) -> Any:
         return fn()
     except CatalogError as exc:
         raise click.ClickException(exc.message) from None
+
+
+# ---- keys -------------------------------------------------------------------------------------
+@main.group()
+def keys() -> None:
+    """PII encryption keys."""
+
+
+@keys.command()
+@click.option("--data", is_flag=True, help="Also re-encrypt every PII column with new data keys.")
+def rotate(data: bool) -> None:
+    """New master key; data keys re-wrapped (no data rewritten). --data also re-encrypts data."""
+    from stratus.pii import PiiError
+
+    stratus = _platform()
+    stratus.bootstrap()
+    try:
+        new_id = stratus.tables.protector.keys.rotate_master()
+        click.echo(f"master key rotated: now {new_id}; data keys re-wrapped")
+        if data:
+            for name in stratus.tables.pii_tables():
+                version = stratus.tables.rotate_data(name)
+                click.echo(f"re-encrypted {name} (table version {version})")
+    except PiiError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        stratus.close()

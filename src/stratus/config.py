@@ -34,6 +34,7 @@ class Settings(BaseModel):
     access_log: bool = True
     storage_max_retries: int = Field(default=3, ge=0, le=20)
     storage_retry_timeout: float = Field(default=15.0, gt=0, le=600)
+    key_provider: str = "file"  # file ($STRATUS_HOME/keys/master.json) | env (STRATUS_MASTER_KEY)
     metastore_url: str | None = None
     audit_flush_seconds: float = Field(default=1.0, gt=0, le=60)
     oidc_issuer: str | None = None
@@ -48,6 +49,17 @@ class Settings(BaseModel):
     azure_sas_token: str | None = Field(default=None, repr=False)
     azure_connection_string: str | None = Field(default=None, repr=False)
     azure_endpoint: str | None = None
+
+    @field_validator("key_provider")
+    @classmethod
+    def _provider(cls, v: str) -> str:
+        if v not in {"file", "env"}:
+            raise ValueError("must be file or env")
+        return v
+
+    @property
+    def keyring_path(self) -> Path:
+        return self.home / "keys" / "master.json"
 
     @field_validator("log_level")
     @classmethod

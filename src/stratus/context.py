@@ -4,13 +4,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stratus.catalog.keystore import MetastoreDataKeyStore
 from stratus.config import Settings
 from stratus.engine import LocalEngine
 from stratus.ingest.service import IngestService
 from stratus.lakehouse.storage import Storage
 from stratus.lakehouse.tables import Lakehouse
+from stratus.pii import EnvKeyProvider, KeyManager, KeyProvider, LocalKeyFileProvider, MaskPolicy
 from stratus.security.governance import Governance
+from stratus.tables.protect import ColumnProtector
+from stratus.tables.service import TableService
 from stratus.weather.queries import WeatherQueries
+
+
+def key_manager(settings: Settings, governance: Governance) -> KeyManager:
+    """Master keys from the configured provider; wrapped data keys in the metastore."""
+    provider: KeyProvider
+    if settings.key_provider == "env":
+        provider = EnvKeyProvider("STRATUS_MASTER_KEY")
+    else:
+        provider = LocalKeyFileProvider(settings.keyring_path)
+    return KeyManager(provider, MetastoreDataKeyStore(governance.metastore))
 
 
 @dataclass
@@ -22,6 +36,7 @@ class Stratus:
     ingest: IngestService
     weather: WeatherQueries
     governance: Governance
+    tables: TableService
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Stratus:
@@ -29,6 +44,10 @@ class Stratus:
         storage = Storage.from_settings(settings)
         lakehouse = Lakehouse(storage)
         engine = LocalEngine(storage)
+        governance = Governance.from_settings(settings, lakehouse)
+        protector = ColumnProtector(
+            governance.metastore, key_manager(settings, governance), MaskPolicy.from_env()
+        )
         return cls(
             settings=settings,
             storage=storage,
@@ -36,7 +55,8 @@ class Stratus:
             engine=engine,
             ingest=IngestService(lakehouse, engine),
             weather=WeatherQueries(lakehouse, engine),
-            governance=Governance.from_settings(settings, lakehouse),
+            governance=governance,
+            tables=TableService(governance.metastore, lakehouse, engine, protector),
         )
 
     def bootstrap(self) -> None:

@@ -7,7 +7,7 @@ import logging
 from flask import Flask, Response, g
 from werkzeug.exceptions import HTTPException
 
-from stratus.api import audit_api, auth, meta, unity_catalog, weather
+from stratus.api import audit_api, auth, meta, tables, unity_catalog, weather
 from stratus.api.problems import Problem, from_catalog_error, from_http_exception
 from stratus.api.state import EXTENSION
 from stratus.catalog.errors import CatalogError
@@ -35,6 +35,7 @@ def create_app(
     app.register_blueprint(weather.bp)
     app.register_blueprint(unity_catalog.bp)
     app.register_blueprint(audit_api.bp)
+    app.register_blueprint(tables.bp)
 
     @app.errorhandler(CatalogError)
     def _catalog(exc: CatalogError) -> Response:

@@ -66,6 +66,7 @@ from stratus.catalog import registry, wire
 from stratus.catalog.errors import InvalidArgument, NotFound, PermissionDenied
 from stratus.catalog.metastore import PRIVILEGES, MetastoreService, Page, check_name, split_name
 from stratus.security.authz import Authorizer, Identity
+from stratus.tables.protect import PII_TAG
 
 PREFIX = "/api/2.1/unity-catalog"
 SERVICE = "unityCatalog"
@@ -79,7 +80,7 @@ APPLICABLE: dict[str, frozenset[str]] = {
     "metastore": frozenset(PRIVILEGES),
     "catalog": frozenset(PRIVILEGES) - {"CREATE CATALOG"},
     "schema": frozenset(PRIVILEGES) - {"CREATE CATALOG", "USE CATALOG", "CREATE SCHEMA"},
-    "table": frozenset({"SELECT", "MODIFY", "APPLY TAG", "MANAGE", "ALL PRIVILEGES"}),
+    "table": frozenset({"SELECT", "MODIFY", "APPLY TAG", "UNMASK", "MANAGE", "ALL PRIVILEGES"}),
     "volume": frozenset({"READ VOLUME", "WRITE VOLUME", "APPLY TAG", "MANAGE", "ALL PRIVILEGES"}),
 }
 BUILTIN = frozenset(
@@ -836,8 +837,20 @@ def set_tags(securable_type: str, full_name: str) -> Response:
             raise _invalid(f"tags.{key}", f"values are at most {MAX_TAG_VALUE} characters")
     name = _tag_target(securable_type, full_name)
     obj = _may_tag(securable_type, name, body.column)
-    _ms().set_tags(securable_type, obj.id, dict(body.tags), body.column)
+    tags = dict(body.tags)
+    pii_kind = tags.pop(PII_TAG, None) if body.column else None
+    if body.column and PII_TAG in body.tags:
+        # a PII tag on a column encrypts it: the table is rewritten as a new version
+        _pii_change(name, body.column, pii_kind or PII_TAG)
+    if tags:
+        _ms().set_tags(securable_type, obj.id, tags, body.column)
     return _tags_response(securable_type, obj.id, None)
+
+
+def _pii_change(table: str, column: str, kind: str | None) -> None:
+    if ("table", table) in BUILTIN:
+        raise _invalid("column", f"{table} is a built-in table: its columns cannot be PII")
+    platform().tables.set_pii(table, column, kind)
 
 
 @uc.delete("/tags/<securable_type>/<path:full_name>")
@@ -850,7 +863,16 @@ def unset_tags(securable_type: str, full_name: str) -> Response:
     column = _arg("column")
     name = _tag_target(securable_type, full_name)
     obj = _may_tag(securable_type, name, column)
-    _ms().unset_tags(securable_type, obj.id, keys, column)
+    if column and PII_TAG in keys:
+        if not _me().is_admin:
+            raise PermissionDenied(
+                f"{_me().name} cannot remove the pii tag: it decrypts the column "
+                "(metastore admins only)"
+            )
+        _pii_change(name, column, None)
+        keys = [k for k in keys if k != PII_TAG]
+    if keys:
+        _ms().unset_tags(securable_type, obj.id, keys, column)
     return _tags_response(securable_type, obj.id, None)
 
 

@@ -33,7 +33,8 @@ NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,254}")
 SECURABLE_TYPES = ("metastore", "catalog", "schema", "table", "volume")
 TOKEN_PREFIX = "stratus_"  # noqa: S105 - a public prefix, not a secret
 
-# Unity Catalog privileges plus Stratus's APPLY TAG / MANAGE / WRITE VOLUME / ALL PRIVILEGES.
+# Unity Catalog privileges plus Stratus's APPLY TAG / UNMASK / MANAGE / WRITE VOLUME /
+# ALL PRIVILEGES. UNMASK: see PII columns in plaintext.
 PRIVILEGES = (
     "CREATE CATALOG",
     "USE CATALOG",
@@ -48,6 +49,7 @@ PRIVILEGES = (
     "READ VOLUME",
     "WRITE VOLUME",
     "APPLY TAG",
+    "UNMASK",
     "MANAGE",
     "ALL PRIVILEGES",
 )

@@ -24,7 +24,8 @@ from stratus.catalog import models as m
 from stratus.catalog.errors import NotFound, PermissionDenied
 from stratus.catalog.metastore import PRIVILEGES, MetastoreService
 
-ALL = frozenset(p for p in PRIVILEGES if p != "ALL PRIVILEGES")
+# UNMASK is never implied by ALL PRIVILEGES: plaintext PII needs an explicit grant (or ownership)
+ALL = frozenset(p for p in PRIVILEGES if p not in ("ALL PRIVILEGES", "UNMASK"))
 Key = tuple[str, str]  # (securable_type, full_name)
 METASTORE: Key = ("metastore", "")
 

@@ -1,0 +1,179 @@
+"""PII encryption benchmark: the column pipeline versus raw AES-GCM calls, in one run.
+
+Section "cipher": N string values (default 1M synthetic e-mail addresses such as
+``maria.garcia4711@example.org``, built from a pattern with a seeded RNG, not Faker, so
+generation takes a second) are encrypted and decrypted
+
+* through the pipeline: ``ColumnCipher.encrypt`` on an Arrow string array -> binary array ->
+  ``ColumnCipher.decrypt`` -> Arrow string array (data key from a ``KeyManager`` over a
+  temporary local keyring), and
+* raw: a Python loop over the same values as ``str`` calling ``AESGCM.encrypt`` from
+  ``cryptography`` with a fresh ``os.urandom(12)`` nonce per value, then ``AESGCM.decrypt`` back
+  to ``str`` (the minimum any per-value AES-GCM code does).
+
+Each side runs ``--repeat`` times, interleaved; the best time counts. Target: pipeline
+(encrypt + decrypt) within 2x of raw. Tokens (HMAC-SHA256) are timed too, for information.
+
+Sections are functions returning :class:`Verdict` rows; ``main`` runs them in order and prints
+the targets at the end, so further sections (e.g. ingest) can be appended to ``SECTIONS``.
+
+Run: ``python benchmarks/pii.py [--values 1000000] [--repeat 3] [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from stratus.pii.cipher import ColumnCipher
+from stratus.pii.envelope import InMemoryDataKeyStore, KeyManager
+from stratus.pii.keys import LocalKeyFileProvider
+
+TARGET_RATIO = 2.0
+SEED = 20240601
+FIRST = ("maria", "james", "li", "aisha", "john", "sofia", "ahmed", "emma", "noah", "yuki")
+LAST = ("garcia", "smith", "wang", "khan", "doe", "rossi", "muller", "kim", "silva", "novak")
+DOMAINS = ("example.com", "example.org", "example.net")
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    text: str
+
+
+def synthetic_emails(n: int, seed: int = SEED) -> list[str]:
+    rng = random.Random(seed)
+    first = [rng.choice(FIRST) for _ in range(64)]
+    last = [rng.choice(LAST) for _ in range(64)]
+    return [
+        f"{first[i % 64]}.{last[(i // 64) % 64]}{i}@{DOMAINS[i % 3]}"
+        for i in rng.sample(range(10 * n), n)
+    ]
+
+
+def best_of(repeat: int, fn: Callable[[], object]) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def rate(n: int, seconds: float) -> str:
+    return f"{seconds:8.3f} s  {n / seconds / 1e6:6.2f} M values/s"
+
+
+# ---- section: cipher -----------------------------------------------------------------------
+def bench_cipher(n: int, repeat: int, workdir: Path) -> list[Verdict]:
+    say(f"[cipher] {n:,} synthetic e-mail addresses, best of {repeat}")
+    t0 = time.perf_counter()
+    values = synthetic_emails(n)
+    array = pa.array(values, pa.string())
+    say(f"  generated in {time.perf_counter() - t0:.2f} s, {array.nbytes / 1e6:.1f} MB as Arrow")
+
+    manager = KeyManager(LocalKeyFileProvider(workdir / "keyring.json"), InMemoryDataKeyStore())
+    cipher = ColumnCipher.from_manager(manager, "bench.people.email")
+    raw_aead = AESGCM(AESGCM.generate_key(256))
+    aad = b"bench.people.email"
+
+    def raw_encrypt() -> list[tuple[bytes, bytes]]:
+        out = []
+        for value in values:
+            nonce = os.urandom(12)
+            out.append((nonce, raw_aead.encrypt(nonce, value.encode(), aad)))
+        return out
+
+    def raw_decrypt(sealed: list[tuple[bytes, bytes]]) -> list[str]:
+        return [raw_aead.decrypt(nonce, body, aad).decode() for nonce, body in sealed]
+
+    times: dict[str, float] = {k: float("inf") for k in ("raw_enc", "raw_dec", "enc", "dec")}
+    for _ in range(repeat):  # interleaved, so drift on a shared machine hits both sides
+        t, sealed = best_of(1, raw_encrypt)
+        times["raw_enc"] = min(times["raw_enc"], t)
+        t, plain = best_of(1, lambda s=sealed: raw_decrypt(s))
+        times["raw_dec"] = min(times["raw_dec"], t)
+        assert plain == values
+        del sealed, plain
+        t, encrypted = best_of(1, lambda: cipher.encrypt(array))
+        times["enc"] = min(times["enc"], t)
+        t, decrypted = best_of(1, lambda e=encrypted: cipher.decrypt(e))
+        times["dec"] = min(times["dec"], t)
+        assert decrypted.equals(array)
+        del encrypted, decrypted
+    t_token, _ = best_of(repeat, lambda: cipher.token(array))
+
+    raw_total = times["raw_enc"] + times["raw_dec"]
+    pipe_total = times["enc"] + times["dec"]
+    ratio = pipe_total / raw_total
+    say(f"  raw AESGCM.encrypt (os.urandom nonce)  {rate(n, times['raw_enc'])}")
+    say(f"  raw AESGCM.decrypt                     {rate(n, times['raw_dec'])}")
+    say(f"  raw total                              {rate(n, raw_total)}")
+    say(f"  ColumnCipher.encrypt (Arrow -> Arrow)  {rate(n, times['enc'])}")
+    say(f"  ColumnCipher.decrypt (Arrow -> Arrow)  {rate(n, times['dec'])}")
+    say(f"  pipeline total                         {rate(n, pipe_total)}")
+    say(f"  ColumnCipher.token (HMAC-SHA256)       {rate(n, t_token)}")
+    say(f"  ratio pipeline / raw                   {ratio:8.2f}x")
+    verdict = "PASS" if ratio <= TARGET_RATIO else "MISS"
+    text = (
+        f"{verdict}  cipher: encrypt+decrypt of {n:,} values {pipe_total:.2f} s vs raw AES-GCM "
+        f"{raw_total:.2f} s = {ratio:.2f}x (target <= {TARGET_RATIO:g}x)"
+    )
+    return [Verdict(ratio <= TARGET_RATIO, text)]
+
+
+Section = Callable[[argparse.Namespace, Path], list[Verdict]]
+SECTIONS: list[tuple[str, Section]] = [
+    ("cipher", lambda args, workdir: bench_cipher(args.values, args.repeat, workdir)),
+    # further sections (e.g. ingest of 100k employees with and without encryption) go here
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("--values", type=int, default=1_000_000, help="values for the cipher section")
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs per side (best counts)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 100k values, 1 run")
+    ap.add_argument(
+        "--section", action="append", choices=[name for name, _ in SECTIONS], help="run only..."
+    )
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.values, args.repeat = 100_000, 1
+    t_start = time.perf_counter()
+    verdicts: list[Verdict] = []
+    with tempfile.TemporaryDirectory(prefix="stratus-bench-pii-") as tmp:
+        for name, section in SECTIONS:
+            if args.section and name not in args.section:
+                continue
+            verdicts += section(args, Path(tmp))
+            say()
+    say("Targets")
+    for verdict in verdicts:
+        say(f"  {verdict.text}")
+    say()
+    say(f"total wall time {time.perf_counter() - t_start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
