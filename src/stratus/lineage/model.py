@@ -25,7 +25,7 @@ class LineageEvent:
 
     run_id: str  # a UUID; also the statement id
     job_name: str  # e.g. "sql", "ingest", "job:daily_summary"
-    entity_type: str  # Databricks system table entity_type: NOTEBOOK/JOB/PIPELINE/...; ours: SQL, INGEST, JOB
+    entity_type: str  # as in the Databricks system table; ours: SQL, INGEST, JOB
     principal: str
     event_time: dt.datetime
     target_table: str | None
