@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 from stratus.catalog.keystore import MetastoreDataKeyStore
 from stratus.config import Settings
@@ -59,9 +61,33 @@ class Stratus:
             tables=TableService(governance.metastore, lakehouse, engine, protector),
         )
 
+    # Later capabilities are created on first use, each by its own package's factory, so this
+    # object wires services without knowing their insides.
+    @cached_property
+    def lineage(self) -> Any:
+        from stratus.lineage.service import LineageService
+
+        return LineageService.from_stratus(self)
+
+    @cached_property
+    def sql(self) -> Any:
+        from stratus.sql.service import SqlService
+
+        return SqlService.from_stratus(self)
+
+    @cached_property
+    def sharing(self) -> Any:
+        from stratus.sharing.service import SharingService
+
+        return SharingService.from_stratus(self)
+
     def bootstrap(self) -> None:
         """Register the built-in securables (idempotent; cheap when already done)."""
         self.governance.ensure_builtin(self.lakehouse)
 
     def close(self) -> None:
+        for name in ("sql", "sharing", "lineage"):  # created ones only, users before producers
+            service = self.__dict__.get(name)
+            if service is not None and hasattr(service, "close"):
+                service.close()
         self.governance.close()
