@@ -42,6 +42,11 @@ class Settings(BaseModel):
     oidc_jwks_url: str | None = None
     oidc_public_key: str | None = Field(default=None, repr=False)
     oidc_principal_claim: str = "email"
+    # OpenLineage run events: JSON lines to openlineage_file (default
+    # $STRATUS_HOME/openlineage/events.jsonl); with openlineage_url (e.g. Marquez's base URL),
+    # POSTed to <url>/api/v1/lineage instead (to both if openlineage_file is set as well)
+    openlineage_url: str | None = None
+    openlineage_file: Path | None = None
 
     # Azure Blob credentials (read from the standard AZURE_STORAGE_* variables).
     azure_account_name: str | None = None
@@ -55,6 +60,13 @@ class Settings(BaseModel):
     def _provider(cls, v: str) -> str:
         if v not in {"file", "env"}:
             raise ValueError("must be file or env")
+        return v
+
+    @field_validator("openlineage_url")
+    @classmethod
+    def _ol_url(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
         return v
 
     @property
@@ -80,6 +92,10 @@ class Settings(BaseModel):
     def metastore_db_url(self) -> str:
         """``STRATUS_METASTORE_URL`` or SQLite at ``$STRATUS_HOME/metastore.db``."""
         return self.metastore_url or f"sqlite:///{(self.home / 'metastore.db').resolve()}"
+
+    @property
+    def openlineage_path(self) -> Path:
+        return self.openlineage_file or self.home / "openlineage" / "events.jsonl"
 
     @property
     def admin_token_path(self) -> Path:

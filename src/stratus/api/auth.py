@@ -19,8 +19,9 @@ from stratus.security.audit import AuditRecord
 from stratus.security.authz import Identity
 from stratus.security.governance import LOCAL_ADMIN
 
-OPEN_PATHS = ("/health", "/version", "/openapi.json")
-OPEN_PREFIXES = ("/docs",)
+OPEN_PATHS = ("/health", "/version", "/openapi.json", "/ui")
+# /ui: the Explorer authenticates its own sign-in sessions (stratus.ui)
+OPEN_PREFIXES = ("/docs", "/ui/")
 
 
 def current_identity() -> Identity:
@@ -70,22 +71,25 @@ def install(app: Flask, *, enabled: bool = True) -> None:
         info = g.pop("audit", None)
         if info is None or not enabled:
             return resp
-        status = resp.status_code
-        outcome = (
-            "allowed" if status < 400 else ("denied" if status in (401, 403, 404) else "error")
-        )
-        ident = g.get("identity")
-        platform().governance.audit.record(
-            AuditRecord(
-                event_time=g.started,
-                request_id=g.request_id,
-                user_identity=ident.name if ident else None,
-                outcome=outcome,
-                status_code=status,
-                error_message=g.pop("error_message", None),
-                source_ip_address=request.remote_addr,
-                user_agent=request.headers.get("User-Agent"),
-                **info,
-            )
-        )
+        write_audit(info, resp.status_code)
         return resp
+
+
+def write_audit(info: dict[str, Any], status: int) -> None:
+    """Record what :func:`audit` marked, with the outcome of ``status`` (also used by the
+    Explorer for each API handler it calls in-process)."""
+    outcome = "allowed" if status < 400 else ("denied" if status in (401, 403, 404) else "error")
+    ident = g.get("identity")
+    platform().governance.audit.record(
+        AuditRecord(
+            event_time=g.started,
+            request_id=g.request_id,
+            user_identity=ident.name if ident else None,
+            outcome=outcome,
+            status_code=status,
+            error_message=g.pop("error_message", None),
+            source_ip_address=request.remote_addr,
+            user_agent=request.headers.get("User-Agent"),
+            **info,
+        )
+    )

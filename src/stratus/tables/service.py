@@ -351,25 +351,30 @@ class TableService:
         for column, value in (filters or {}).items():
             if column not in names:
                 raise InvalidArgument(f"unknown column {column!r} to filter on", parameter=column)
+            if column in pii and not unmask:
+                post[column] = value  # masked: compare with the masked text, after masking
+                continue
+            typed = _filter_value(spec.schema.field(column), value)
             if column in pii:
                 if unmask:
-                    toks = self.protector.tokens(spec, column, value)
+                    toks = self.protector.tokens(spec, column, typed)
                     where.append(
                         f"{_ident(token_column(column))} IN ({', '.join('?' for _ in toks)})"
                     )
                     params += toks
-                else:
-                    post[column] = value  # masked: compare with the masked text, after masking
                 continue
             ftype = _duck_type(spec.schema.field(column).type)
-            where.append(f"{_ident(column)} = TRY_CAST(? AS {ftype})")
-            params.append(value)
+            where.append(f"{_ident(column)} = CAST(? AS {ftype})")
+            params.append(typed)
         if cursor:
             after = _decode_cursor(cursor, len(order))
             cols = ", ".join(_ident(c) for c in order)
             where.append(f"({cols}) > ({', '.join('?' for _ in after)})")
             params += after
-        sql = "SELECT * FROM {t}"
+        # only the columns the page needs: PII columns nobody asked for are not decrypted
+        needed = set(fields) | set(order) | set(post)
+        wanted = [c for c in names if c in needed]
+        sql = f"SELECT {', '.join(_ident(c) for c in wanted)} FROM {{t}}"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY " + ", ".join(_ident(c) for c in order)
@@ -494,6 +499,18 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _filter_value(f: pa.Field, value: str) -> Any:
+    """A filter's text as a value of the column's type. The error never echoes the value: it
+    may be PII, and error messages reach logs and the audit table."""
+    try:
+        return pa.array([value], pa.string()).cast(f.type)[0].as_py()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        raise InvalidArgument(
+            f"the value to filter {f.name} on is not a valid {_duck_type(f.type)}",
+            parameter=f.name,
+        ) from None
 
 
 def _encode_cursor(values: list[Any]) -> str:
