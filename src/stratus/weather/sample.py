@@ -34,6 +34,7 @@ from stratus.weather.codes import (
     describe_tmy2_present_weather,
     describe_wmo_present_weather,
 )
+from stratus.weather.schema import CITY_COLUMNS, SEED_COLUMNS
 
 __all__ = [
     "CITIES_HEADER",
@@ -43,17 +44,8 @@ __all__ = [
     "cities_path_for",
 ]
 
-WEATHER_HEADER = (
-    "city_id",
-    "date",
-    "hour",
-    "temp",
-    "wind_speed",
-    "description",
-    "precipitation",
-    "humidity",
-)
-CITIES_HEADER = ("city_id", "name", "latitude", "longitude", "timezone", "source")
+WEATHER_HEADER = SEED_COLUMNS
+CITIES_HEADER = CITY_COLUMNS
 
 MPH_TO_MS = 0.44704
 INCH_TO_MM = 25.4
