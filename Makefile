@@ -7,7 +7,7 @@ STAMP := $(VENV)/.stratus-installed
 AZURITE_VERSION := 3.37.0
 AZURITE := .tools/node_modules/.bin/azurite-blob
 
-.PHONY: run test venv lint format clean bench
+.PHONY: run test test-all venv lint format clean bench chromium
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ venv: $(STAMP)
 $(AZURITE):
 	npm install --silent --no-fund --no-audit --prefix .tools azurite@$(AZURITE_VERSION)
 
+## Debian's Chromium for the Explorer's browser tests (Playwright drives it; idempotent)
+chromium:
+	@command -v chromium >/dev/null || ( \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium)
+
 ## make run: install, load the sample data if the lakehouse is empty, serve on http://127.0.0.1:8080
 run: $(STAMP)
 	$(BIN)/stratus admin bootstrap
@@ -28,9 +34,14 @@ run: $(STAMP)
 
 ## make test: install with test extras and the Azurite emulator, lint, run the whole suite.
 ## The pytest fixtures start Azurite (and any other service) and stop it when the run ends.
-test: $(STAMP) $(AZURITE)
+test: $(STAMP) $(AZURITE) chromium
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	STRATUS_AZURITE_BIN=$(abspath $(AZURITE)) $(BIN)/pytest -m "not container and not spark"
+
+## make test-all: also the podman image build/run test and the Spark Connect engine tests
+## (slow: 5-15 min more; need root for apt, Java 17). Not yet part of CI: see README.
+test-all: $(STAMP) $(AZURITE) chromium
 	STRATUS_AZURITE_BIN=$(abspath $(AZURITE)) $(BIN)/pytest
 
 lint: $(STAMP)

@@ -18,7 +18,10 @@ from stratus.config import ConfigError, Settings
 from stratus.context import Stratus
 from stratus.ingest.readers import IngestInputError, total_units
 from stratus.ingest.service import IngestReport
+from stratus.jobs.cli import jobs_command
 from stratus.lakehouse.storage import StorageError
+from stratus.sharing.cli import share_command
+from stratus.sql.cli import sql_command
 
 console = Console(stderr=True)
 PROGRESS_MIN_BYTES = 5 << 20  # draw a progress bar for files from 5 MB
@@ -156,6 +159,7 @@ def ingest(
     """
     from stratus.catalog import registry
     from stratus.catalog.errors import CatalogError, NotFound
+    from stratus.pii import PiiError
     from stratus.security.governance import LOCAL_ADMIN
     from stratus.tables.service import qualify
 
@@ -189,11 +193,12 @@ def ingest(
                 report = stratus.tables.ingest(
                     path, full_name, owner=who.name, key=keys, pii=overrides
                 )
-        except (IngestInputError, ValueError, StorageError, CatalogError) as exc:
+        except (IngestInputError, ValueError, StorageError, CatalogError, PiiError) as exc:
             console.print(f"[red]error:[/] {getattr(exc, 'message', exc)}")
             failed, outcome, status, error = True, "error", 400, str(exc)
         else:
             _print_report(report, as_json)
+            stratus.lineage.record_ingest(path, full_name, who.name)  # file -> table lineage
         _audit_cli(
             stratus, who.name, "ingest", full_name, {"path": str(path)}, outcome, status, error
         )
@@ -319,15 +324,23 @@ def sample_data(out: Path | None, load: bool, if_empty: bool, employees: int | N
 
 @main.command()
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn.")
-@click.option("--with-sample-data", is_flag=True, help="Load sample data first if empty.")
+@click.option(
+    "--with-sample-data",
+    is_flag=True,
+    help="First, as `make run` does: the admin token (admin bootstrap), sample data if empty.",
+)
 def serve(dev: bool, with_sample_data: bool) -> None:
     """Serve the API (gunicorn) on STRATUS_HOST:STRATUS_PORT."""
     settings = Settings.from_env()
     if with_sample_data:
-        # In a child process: delta-rs's runtime must not exist in the process gunicorn forks.
-        cmd = [sys.executable, "-m", "stratus", "sample-data", "--load", "--if-empty"]
-        if subprocess.run(cmd, check=False).returncode != 0:
-            raise click.ClickException("loading the sample data failed")
+        # In child processes: delta-rs's runtime must not exist in the process gunicorn forks.
+        for what, args in (
+            ("creating the admin token", ["admin", "bootstrap"]),
+            ("loading the sample data", ["sample-data", "--load", "--if-empty"]),
+        ):
+            cmd = [sys.executable, "-m", "stratus", *args]
+            if subprocess.run(cmd, check=False).returncode != 0:
+                raise click.ClickException(f"{what} failed")
     url = f"http://{settings.host}:{settings.port}"
     console.print(f"Stratus API on {url}  (docs: {url}/docs)")
     if dev:
@@ -488,3 +501,8 @@ def rotate(data: bool) -> None:
         raise click.ClickException(str(exc)) from None
     finally:
         stratus.close()
+
+
+main.add_command(share_command)  # stratus share ... (Delta Sharing)
+main.add_command(sql_command)  # stratus sql ... (Databricks SQL)
+main.add_command(jobs_command)  # stratus jobs ... (processing jobs)

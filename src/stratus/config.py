@@ -10,7 +10,14 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 PREFIX = "STRATUS_"
 
@@ -42,6 +49,15 @@ class Settings(BaseModel):
     oidc_jwks_url: str | None = None
     oidc_public_key: str | None = Field(default=None, repr=False)
     oidc_principal_claim: str = "email"
+    # SQL statements (stratus.sql): time limit, and most rows a result returns (truncated)
+    sql_timeout_seconds: float = Field(default=30.0, gt=0, le=86_400)
+    sql_max_rows: int = Field(default=10_000, ge=1, le=10_000_000)
+
+    # processing jobs (stratus.jobs): the engine that runs them, its Spark Connect URL, and the
+    # worker threads per process (0: this process only queues; `stratus jobs worker` runs them)
+    engine: str = "local"  # local (DuckDB over delta-rs) | spark (Spark Connect)
+    spark_remote: str | None = Field(default=None, repr=False, validate_default=True)
+    job_workers: int = Field(default=2, ge=0, le=64)
     # OpenLineage run events: JSON lines to openlineage_file (default
     # $STRATUS_HOME/openlineage/events.jsonl); with openlineage_url (e.g. Marquez's base URL),
     # POSTed to <url>/api/v1/lineage instead (to both if openlineage_file is set as well)
@@ -67,6 +83,25 @@ class Settings(BaseModel):
     def _ol_url(cls, v: str | None) -> str | None:
         if v and not v.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
+        return v
+
+    @field_validator("engine")
+    @classmethod
+    def _engine(cls, v: str) -> str:
+        v = v.lower()
+        if v not in {"local", "spark"}:
+            raise ValueError("must be local or spark")
+        return v
+
+    @field_validator("spark_remote")
+    @classmethod
+    def _spark_remote(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            if info.data.get("engine") == "spark":
+                raise ValueError("required when STRATUS_ENGINE=spark (sc://host:port)")
+            return None
+        if not v.startswith("sc://"):
+            raise ValueError("must be a Spark Connect URL sc://host:port[/;param=value...]")
         return v
 
     @property

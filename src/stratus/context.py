@@ -81,12 +81,18 @@ class Stratus:
 
         return SharingService.from_stratus(self)
 
+    @cached_property
+    def jobs(self) -> Any:
+        from stratus.jobs.service import JobService
+
+        return JobService.from_stratus(self)
+
     def bootstrap(self) -> None:
         """Register the built-in securables (idempotent; cheap when already done)."""
         self.governance.ensure_builtin(self.lakehouse)
 
     def close(self) -> None:
-        for name in ("sql", "sharing", "lineage"):  # created ones only, users before producers
+        for name in ("jobs", "sql", "sharing", "lineage"):  # created ones, users before producers
             service = self.__dict__.get(name)
             if service is not None and hasattr(service, "close"):
                 service.close()

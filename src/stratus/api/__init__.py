@@ -7,13 +7,16 @@ import logging
 from flask import Flask, Response, g
 from werkzeug.exceptions import HTTPException
 
-from stratus.api import audit_api, auth, meta, tables, unity_catalog, weather
+from stratus import ui
+from stratus.api import audit_api, auth, lineage, meta, sharing, sql, tables, unity_catalog, weather
+from stratus.api.jobs import bp as jobs_bp
 from stratus.api.problems import Problem, from_catalog_error, from_http_exception
 from stratus.api.state import EXTENSION
 from stratus.catalog.errors import CatalogError
 from stratus.config import Settings
 from stratus.context import Stratus
 from stratus.lakehouse.storage import StorageError
+from stratus.pii import DecryptError, PiiError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,11 @@ def create_app(
     app.register_blueprint(unity_catalog.bp)
     app.register_blueprint(audit_api.bp)
     app.register_blueprint(tables.bp)
+    app.register_blueprint(sql.bp)
+    app.register_blueprint(ui.bp)  # the Explorer at /ui (its own sign-in sessions)
+    app.register_blueprint(lineage.bp)
+    app.register_blueprint(jobs_bp)  # /api/v1/jobs; starts this process's job workers
+    app.register_blueprint(sharing.bp)  # Delta Sharing: /delta-sharing and /api/v1/shares
 
     @app.errorhandler(CatalogError)
     def _catalog(exc: CatalogError) -> Response:
@@ -60,6 +68,18 @@ def create_app(
             type_="/problems/storage-unavailable",
             headers={"Retry-After": "5"},
         ).response()
+
+    @app.errorhandler(PiiError)
+    def _pii(exc: PiiError) -> Response:
+        # the pii library's messages name key ids, providers and columns, never key material
+        # or values (a lost keyring, a wrong STRATUS_MASTER_KEY, a tampered ciphertext)
+        g.error_message = str(exc)
+        log.error("PII protection: %s", exc)
+        if isinstance(exc, DecryptError):
+            title, type_ = "Encrypted data unreadable", "/problems/encrypted-data-unreadable"
+        else:
+            title, type_ = "Encryption key unavailable", "/problems/encryption-key-unavailable"
+        return Problem(500, title, str(exc), type_=type_).response()
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

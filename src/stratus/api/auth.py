@@ -21,7 +21,7 @@ from stratus.security.governance import LOCAL_ADMIN
 
 OPEN_PATHS = ("/health", "/version", "/openapi.json", "/ui")
 # /ui: the Explorer authenticates its own sign-in sessions (stratus.ui)
-OPEN_PREFIXES = ("/docs", "/ui/")
+OPEN_PREFIXES = ("/docs", "/ui/", "/delta-sharing/")  # /delta-sharing: recipient tokens
 
 
 def current_identity() -> Identity:

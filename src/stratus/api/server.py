@@ -24,6 +24,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "timeout": 60,
             "graceful_timeout": 20,
             "accesslog": "-" if self.settings.access_log else None,
+            # the path without the query string: filters may carry PII (?email=...)
+            "access_log_format": '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s"',
             "loglevel": self.settings.log_level.lower(),
             # no control socket in $HOME: the container user has no writable home
             "control_socket_disable": True,

@@ -24,6 +24,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, delete, event, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from stratus.catalog import models as m
@@ -371,24 +372,28 @@ class MetastoreService:
         properties: dict[str, str] | None = None,
     ) -> m.Schema:
         check_name(name)
-        with self.session() as s:
-            c = self._catalog(s, catalog_name)
-            exists = s.scalar(
-                select(m.Schema).where(m.Schema.catalog_id == c.id, m.Schema.name == name)
-            )
-            if exists:
-                raise AlreadyExists(f"schema {catalog_name}.{name} already exists")
-            sch = m.Schema(
-                name=name,
-                catalog=c,
-                owner=owner,
-                comment=comment,
-                properties=properties or {},
-                created_by=owner,
-            )
-            s.add(sch)
-            self._bump(s)
-            return sch
+        try:
+            with self.session() as s:
+                c = self._catalog(s, catalog_name)
+                exists = s.scalar(
+                    select(m.Schema).where(m.Schema.catalog_id == c.id, m.Schema.name == name)
+                )
+                if exists:
+                    raise AlreadyExists(f"schema {catalog_name}.{name} already exists")
+                sch = m.Schema(
+                    name=name,
+                    catalog=c,
+                    owner=owner,
+                    comment=comment,
+                    properties=properties or {},
+                    created_by=owner,
+                )
+                s.add(sch)
+                self._bump(s)
+                return sch
+        except IntegrityError:
+            # another process (e.g. a second gunicorn worker at boot) inserted it after our check
+            raise AlreadyExists(f"schema {catalog_name}.{name} already exists") from None
 
     def get_schema(self, full_name: str) -> m.Schema:
         with self._sessions() as s:

@@ -18,6 +18,7 @@ from stratus.catalog.metastore import MetastoreService
 from stratus.catalog.registry import TableSpec
 from stratus.config import Settings
 from stratus.lakehouse.tables import Lakehouse
+from stratus.lineage.store import SPECS as LINEAGE_TABLES
 from stratus.security.audit import AUDIT, AuditLog
 from stratus.security.authn import Authenticator, OidcConfig
 from stratus.security.authz import Authorizer, Identity
@@ -86,7 +87,7 @@ class Governance:
             ("system", "information_schema"),
         ):
             self._ensure(lambda c=catalog, s=schema: ms.create_schema(c, s, ADMIN))
-        for spec in (registry.HOURLY, registry.CITIES, registry.QUARANTINE, AUDIT):
+        for spec in (registry.HOURLY, registry.CITIES, registry.QUARANTINE, AUDIT, *LINEAGE_TABLES):
             self.register_table(spec, lakehouse)
         self._ensure(
             lambda: ms.create_table(

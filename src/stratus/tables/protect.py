@@ -27,6 +27,17 @@ def token_column(column: str) -> str:
     return column + TOKEN_SUFFIX
 
 
+def _no_key(version: int) -> bytes:
+    raise AssertionError("describing an encrypted column needs no key")
+
+
+def encrypted_field(table: str, plain: pa.Field) -> pa.Field:
+    """The physical (binary) field of an encrypted column. Needs no key, so the layout of a
+    table can be known, and its other columns read, even when a key is unavailable."""
+    cipher = ColumnCipher(scope_for(table, plain.name), _no_key, 1, plain.type)
+    return cipher.encrypted_field(plain.name)
+
+
 class ColumnProtector:
     def __init__(self, metastore: MetastoreService, keys: KeyManager, policy: MaskPolicy) -> None:
         self.metastore = metastore
@@ -56,7 +67,7 @@ class ColumnProtector:
         fields = []
         for f in spec.schema:
             if f.name in pii:
-                fields.append(self.cipher(spec.full_name, f.name, f.type).encrypted_field(f.name))
+                fields.append(encrypted_field(spec.full_name, f))
                 fields.append(pa.field(token_column(f.name), pa.binary()))
             else:
                 fields.append(f)
@@ -85,7 +96,8 @@ class ColumnProtector:
 
     # ---- write ---------------------------------------------------------------------------
     def encrypt(self, spec: TableSpec, data: pa.Table, pii: Mapping[str, str]) -> pa.Table:
-        """Plaintext rows in the logical schema -> the physical rows to write."""
+        """Plaintext rows in the logical schema -> the physical rows to write. Token columns
+        already in ``data`` (computed by the caller with the current data keys) are reused."""
         if not pii:
             return data
         columns: dict[str, pa.Array | pa.ChunkedArray] = {}
@@ -95,7 +107,8 @@ class ColumnProtector:
                 cipher = self.cipher(spec.full_name, f.name, f.type)
                 plain = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
                 columns[f.name] = cipher.encrypt(plain)
-                columns[token_column(f.name)] = cipher.token(plain)
+                tok = token_column(f.name)
+                columns[tok] = data.column(tok) if tok in data.column_names else cipher.token(plain)
             else:
                 columns[f.name] = col
         return pa.table(columns, schema=self.physical_spec(spec, pii).schema)

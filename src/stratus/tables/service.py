@@ -188,6 +188,11 @@ class TableService:
         for column, kind in (overrides or {}).items():
             if column not in incoming.column_names:
                 raise IngestInputError(f"--pii names {column!r}, which is not in the file")
+            if kind and column in key:
+                raise IngestInputError(
+                    f"key column {column!r} cannot be PII: keys are matched and ordered in "
+                    "plaintext (use a surrogate key)"
+                )
             if kind:
                 tags[column] = kind
                 report.pii_tagged[column] = f"{kind}: set by the caller"
@@ -322,7 +327,8 @@ class TableService:
                 WHERE s.{first_key} IS NULL OR ({left}) IS DISTINCT FROM ({right})"""
         ).to_arrow_table()
         report.unchanged = good.num_rows - changed.num_rows
-        return changed.select(spec.schema.names)
+        # the tokens go along: encrypt() reuses them instead of computing them again
+        return changed.select([*spec.schema.names, *(token_column(c) for c in pii)])
 
     # ---- read ----------------------------------------------------------------------------
     def rows(
@@ -355,13 +361,10 @@ class TableService:
                 post[column] = value  # masked: compare with the masked text, after masking
                 continue
             typed = _filter_value(spec.schema.field(column), value)
-            if column in pii:
-                if unmask:
-                    toks = self.protector.tokens(spec, column, typed)
-                    where.append(
-                        f"{_ident(token_column(column))} IN ({', '.join('?' for _ in toks)})"
-                    )
-                    params += toks
+            if column in pii:  # UNMASK: equality through the tokens of every data-key version
+                toks = self.protector.tokens(spec, column, typed)
+                where.append(f"{_ident(token_column(column))} IN ({', '.join('?' for _ in toks)})")
+                params += toks
                 continue
             ftype = _duck_type(spec.schema.field(column).type)
             where.append(f"{_ident(column)} = CAST(? AS {ftype})")
@@ -401,6 +404,11 @@ class TableService:
         spec = self.spec(full_name)
         if column not in spec.schema.names:
             raise InvalidArgument(f"{full_name} has no column {column!r}", parameter="column")
+        if kind is not None and column in spec.key:
+            raise InvalidArgument(
+                f"{column!r} is a key column of {full_name}: keys cannot be PII",
+                parameter="column",
+            )
         physical, pii = self.physical(spec)
         table = self.metastore.get_table(full_name)
         if (kind is None and column not in pii) or (kind is not None and pii.get(column) == kind):

@@ -6,6 +6,8 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 
 from stratus.catalog.models import Base
+from stratus.jobs import models as _jobs_models  # noqa: F401 - registers its tables
+from stratus.sharing import models as _sharing_models  # noqa: F401 - registers its tables
 
 config = context.config
 target_metadata = Base.metadata

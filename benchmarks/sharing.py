@@ -1,0 +1,200 @@
+"""Delta Sharing benchmark: the official client reading a shared table through a live Stratus,
+versus pandas reading the same Parquet files from the local disk, in one run.
+
+A synthetic ``main.weather.hourly`` of ``--rows`` rows (default 1M: ``--cities`` cities of
+hourly observations, one Delta commit, partitioned by city) is shared whole (served from its own
+files), a recipient gets a profile, and ``stratus serve`` (gunicorn, in its own process as in
+production) serves ``/delta-sharing`` on a free port. After one untimed warm-up of each side,
+timed once each:
+
+* sharing: ``delta_sharing.load_as_pandas(profile#share.schema.table)``: metadata and query
+  requests, then every file downloaded over HTTP through Stratus-signed URLs (HMAC checked,
+  token checked, audited, Range requests) and turned into pandas by the client;
+* local: the same files (the table's current add actions) read with ``pyarrow.parquet`` into
+  pandas, the partition column added, concatenated.
+
+Target: sharing within 2x of local (PASS/MISS). Run: ``python benchmarks/sharing.py [--rows N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+TARGET_RATIO = 2.0
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def synthetic_weather(rows: int, cities: int) -> pa.Table:
+    rng = np.random.default_rng(20240601)
+    per_city = rows // cities
+    start = np.datetime64("2000-01-01T00:00:00", "us")
+    ts = start + np.arange(per_city).astype("timedelta64[h]").astype("timedelta64[us]")
+    parts = []
+    for c in range(cities):
+        hours = pc.binary_join_element_wise(
+            pc.utf8_lpad(pc.cast(pa.array(np.arange(per_city) % 24), pa.string()), 2, "0"),
+            "00",
+            "",
+        )
+        parts.append(
+            pa.table(
+                {
+                    "city_id": pa.array([f"city-{c:02d}"] * per_city),
+                    "date": pa.array(ts.astype("datetime64[D]")),
+                    "hour": hours,
+                    "ts": pa.array(ts),
+                    "temp": rng.normal(12, 8, per_city).round(1),
+                    "wind_speed": rng.gamma(2.0, 2.0, per_city).round(1),
+                    "description": rng.choice(
+                        ["clear sky", "few clouds", "light rain", "overcast clouds"], per_city
+                    ),
+                    "precipitation": rng.exponential(0.3, per_city).round(1),
+                    "humidity": rng.uniform(20, 100, per_city).round(0),
+                }
+            )
+        )
+    return pa.concat_tables(parts)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--cities", type=int, default=10)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    import delta_sharing
+
+    from stratus.catalog import registry
+    from stratus.config import Settings
+    from stratus.context import Stratus
+    from stratus.security.governance import LOCAL_ADMIN
+
+    with tempfile.TemporaryDirectory(prefix="stratus-sharing-bench-") as tmp:
+        home = Path(tmp) / "home"
+        os.environ.pop("STRATUS_SHARING_ENDPOINT", None)
+        stratus = Stratus.from_settings(Settings(home=home, log_level="WARNING"))
+        stratus.bootstrap()
+        t0 = time.perf_counter()
+        data = synthetic_weather(args.rows, args.cities)
+        stratus.lakehouse.append(registry.HOURLY, data)
+        say(
+            f"table: {data.num_rows:,} rows, {args.cities} cities, written in "
+            f"{time.perf_counter() - t0:.1f} s"
+        )
+        sharing = stratus.sharing
+        sharing.create_share(LOCAL_ADMIN, "bench")
+        sharing.add_table(LOCAL_ADMIN, "bench", "main.weather.hourly")
+        _, secret, tok = sharing.create_recipient(LOCAL_ADMIN, "bench")
+        sharing.grant(LOCAL_ADMIN, "bench", "bench")
+        root = stratus.lakehouse.url(registry.HOURLY)
+        files = stratus.lakehouse.files(registry.HOURLY)
+        assert files is not None
+        paths = files.column("path").to_pylist()
+        cities = files.column("partition.city_id").to_pylist()
+        size = sum(files.column("size_bytes").to_pylist())
+        stratus.close()
+        say(f"files: {len(paths)} ({size / 1e6:.1f} MB of Parquet)")
+
+        port = free_port()
+        env = {
+            **os.environ,
+            "STRATUS_HOME": str(home),
+            "STRATUS_HOST": "127.0.0.1",
+            "STRATUS_PORT": str(port),
+            "STRATUS_ACCESS_LOG": "false",
+            "STRATUS_LOG_LEVEL": "WARNING",
+        }
+        cmd = [sys.executable, "-m", "stratus", "serve"]
+        server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+        try:
+            wait_for_port(port)
+            profile = Path(tmp) / "bench.share"
+            endpoint = f"http://127.0.0.1:{port}/delta-sharing"
+            profile.write_text(json.dumps(sharing.profile(secret, tok, endpoint)))
+            url = f"{profile}#bench.weather.hourly"
+
+            def local() -> pd.DataFrame:
+                frames = []
+                for path, city in zip(paths, cities, strict=True):
+                    df = pq.read_table(f"{root}/{path}").to_pandas(date_as_object=True)
+                    df["city_id"] = city
+                    frames.append(df)
+                return pd.concat(frames, ignore_index=True)
+
+            # untimed warm-up of both sides: server workers started (imports, metastore, table
+            # cache), files in the OS page cache for the local read as for the server
+            delta_sharing.load_as_pandas(url)
+            local()
+            gc.collect()
+            t0, c0 = time.perf_counter(), time.process_time()
+            mine = delta_sharing.load_as_pandas(url)
+            t_shared, c_shared = time.perf_counter() - t0, time.process_time() - c0
+            gc.collect()
+            t0, c0 = time.perf_counter(), time.process_time()
+            theirs = local()
+            t_local, c_local = time.perf_counter() - t0, time.process_time() - c0
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+    assert len(mine) == len(theirs) == data.num_rows, (len(mine), len(theirs))
+    ratio = t_shared / t_local
+    verdict = "PASS" if ratio <= TARGET_RATIO else "MISS"
+    say()
+    say("                                           wall     CPU here")
+    say(f"  delta_sharing.load_as_pandas (HTTP)   {t_shared:8.2f} s {c_shared:8.2f} s")
+    say(f"  pandas over the local Parquet files   {t_local:8.2f} s {c_local:8.2f} s")
+    say(f"  ratio sharing / local                 {ratio:8.2f}x")
+    load = os.getloadavg()[0]
+    say(f"  machine: {os.cpu_count()} CPUs, load average {load:.1f} (timings are wall clock)")
+    say()
+    say(
+        f"{verdict}  load_as_pandas of {data.num_rows:,} shared rows {t_shared:.2f} s vs local "
+        f"{t_local:.2f} s = {ratio:.2f}x (target <= {TARGET_RATIO:g}x)  "
+        f"[{dt.datetime.now(dt.UTC):%Y-%m-%d}]"
+    )
+    return 0 if verdict == "PASS" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""``POST /api/v1/sql``: one Databricks SQL statement, governed like the rest of the API.
+
+Body ``{"statement": "...", "parameters": {...}}``: parameters bind ``:name`` placeholders
+(an array binds ``?``; Databricks' ``[{"name", "value", "type"}]`` works too). ``?format=csv``
+or ``parquet`` returns the rows as a file (the envelope then travels in ``X-*`` headers).
+JSON: ``{"statement_id", "statement_type", "columns": [{"name", "type"}], "row_count",
+"truncated", "affected_rows", "table", "count", "data": [{column: value}]}`` (decimals as strings,
+binary as base64). Errors are problem documents: a syntax error names its line and column, an
+unsupported statement the construct, a denied one the missing privilege.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from flask import Blueprint, Response, g, request
+
+from stratus.api.auth import audit, current_identity
+from stratus.api.encoding import FORMATS, json_response, rows, table_response
+from stratus.api.problems import Problem, invalid_parameter
+from stratus.api.state import platform
+from stratus.sql.errors import SqlSyntaxError, SqlTimeout
+
+bp = Blueprint("sql", __name__, url_prefix="/api/v1")
+MAX_STATEMENT_CHARS = 1_000_000
+
+
+@bp.errorhandler(SqlSyntaxError)
+def _syntax(exc: SqlSyntaxError) -> Response:
+    g.error_message = exc.message
+    where = {"line": exc.line, "column": exc.column} if exc.line is not None else {}
+    return Problem(
+        400,
+        "SQL syntax error",
+        exc.message,
+        type_="/problems/parse-syntax-error",
+        parameter="statement",
+        errors=[{"parameter": "statement", "message": exc.reason, **where}],
+        error_code=exc.error_code,
+    ).response()
+
+
+@bp.errorhandler(SqlTimeout)
+def _timeout(exc: SqlTimeout) -> Response:
+    g.error_message = exc.message
+    return Problem(
+        504,
+        "Statement timed out",
+        exc.message,
+        type_="/problems/sql-timeout",
+        error_code=exc.error_code,
+    ).response()
+
+
+def _body() -> tuple[str, Any]:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise invalid_parameter("body", 'must be a JSON object {"statement": "..."}')
+    unknown = sorted(set(data) - {"statement", "parameters"})
+    if unknown:
+        raise invalid_parameter(unknown[0], "unknown field (statement, parameters)")
+    text = data.get("statement")
+    if not isinstance(text, str) or not text.strip():
+        raise invalid_parameter("statement", "required: one SQL statement")
+    if len(text) > MAX_STATEMENT_CHARS:
+        raise invalid_parameter("statement", f"at most {MAX_STATEMENT_CHARS:,} characters")
+    return text, data.get("parameters")
+
+
+def _parameter_names(parameters: Any) -> Any:
+    """What the audit log keeps of the parameters: names (or the count), never values."""
+    if isinstance(parameters, dict):
+        return sorted(str(k) for k in parameters)
+    if isinstance(parameters, list):
+        named = [p.get("name") for p in parameters if isinstance(p, dict)]
+        return named if named else len(parameters)
+    return None
+
+
+@bp.post("/sql")
+def execute() -> Response:
+    audit("executeSql", None, None, {})
+    text, parameters = _body()
+    fmt = request.args.get("format", "json")
+    params = {"statement": text, "parameters": _parameter_names(parameters), "format": fmt}
+    audit("executeSql", None, None, params)
+    if fmt not in FORMATS:
+        raise invalid_parameter("format", f"must be one of {', '.join(FORMATS)}")
+    service = platform().sql
+    stmt = service.parse(text)
+    audit("executeSql", *service.securable(stmt), params)
+    result = service.run(stmt, parameters, current_identity())
+    envelope = result.envelope()
+    if fmt == "json":
+        return json_response(
+            {**envelope, "count": result.data.num_rows, "data": _json_rows(result.data)}
+        )
+    resp = table_response(result.data, fmt, envelope, f"sql-{result.statement_id}")
+    resp.headers["X-Statement-Id"] = result.statement_id
+    resp.headers["X-Statement-Type"] = result.statement_type
+    resp.headers["X-Truncated"] = "true" if result.truncated else "false"
+    return resp
+
+
+def _json_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """Rows with values JSON can carry exactly: decimals as strings, binary as base64."""
+    columns = []
+    for f in table.schema:
+        col = table.column(f.name)
+        t = f.type
+        if pa.types.is_decimal(t):
+            col = pc.cast(col, pa.string())
+        elif pa.types.is_binary(t) or pa.types.is_large_binary(t):
+            col = pa.array(
+                [None if v is None else base64.b64encode(v).decode() for v in col.to_pylist()],
+                pa.string(),
+            )
+        elif not (
+            pa.types.is_integer(t)
+            or pa.types.is_floating(t)
+            or pa.types.is_boolean(t)
+            or pa.types.is_string(t)
+            or pa.types.is_large_string(t)
+            or pa.types.is_date(t)
+            or pa.types.is_timestamp(t)
+            or pa.types.is_null(t)
+        ):
+            col = pa.array([None if v is None else str(v) for v in col.to_pylist()], pa.string())
+        columns.append(col)
+    return rows(pa.Table.from_arrays(columns, names=table.column_names)) if columns else []

@@ -1,0 +1,157 @@
+"""A job submission's body, validated once: every problem names the parameter it is about."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from stratus.catalog import registry
+from stratus.jobs.definitions import JOB_TYPES, JobParams, JobType, default_output
+from stratus.weather.schema import CITY_ID_PATTERN
+
+MAX_CITIES = 100
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_CITY = re.compile(CITY_ID_PATTERN)
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,254}")
+_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, no spaces
+
+
+class JobInputError(ValueError):
+    """A submission or request the caller must change; ``status`` is the HTTP status."""
+
+    def __init__(
+        self,
+        parameter: str,
+        message: str,
+        *,
+        status: int = 400,
+        title: str = "Invalid parameter",
+        type_: str = "/problems/invalid-parameter",
+        errors: list[dict[str, str]] | None = None,
+    ) -> None:
+        super().__init__(f"{parameter}: {message}")
+        self.parameter = parameter
+        self.message = message
+        self.status = status
+        self.title = title
+        self.type = type_
+        self.errors = errors or [{"parameter": parameter, "message": message}]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+    type: str
+    city_ids: list[str] = Field(min_length=1, max_length=MAX_CITIES)
+    start: str
+    end: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    output: str | None = None
+
+    @field_validator("city_ids")
+    @classmethod
+    def _cities(cls, v: list[str]) -> list[str]:
+        for c in v:
+            if not _CITY.fullmatch(c):
+                raise ValueError(f"{c!r} is not a valid city id (letters, digits, _ . -)")
+        return list(dict.fromkeys(v))
+
+
+@dataclass(frozen=True)
+class JobSubmission:
+    job_type: JobType
+    params: JobParams
+    output: str
+
+    @property
+    def request_hash(self) -> str:
+        """Same hash for the same request however it was spelled (city order, defaults)."""
+        doc = {
+            "type": self.job_type.name,
+            "city_ids": sorted(self.params.city_ids),
+            "start": self.params.start.isoformat(),
+            "end": self.params.end.isoformat(),
+            "options": self.params.options,
+            "output": self.output,
+        }
+        return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _date(name: str, value: str) -> dt.date:
+    if not _DATE.fullmatch(value):
+        raise JobInputError(name, "must be a date YYYY-MM-DD")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise JobInputError(name, f"{value} is not a calendar date") from None
+
+
+def _pydantic_error(exc: ValidationError, prefix: str = "") -> JobInputError:
+    errors = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        param = prefix + (loc[0] if loc else "body")
+        if prefix and not loc:
+            param = prefix.rstrip(".")
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown option" if prefix else "unknown parameter"
+        elif err["type"] == "missing":
+            msg = "required"
+        errors.append({"parameter": param, "message": msg})
+    first = errors[0]
+    return JobInputError(first["parameter"], first["message"], errors=errors)
+
+
+def check_output(name: str) -> str:
+    parts = name.split(".")
+    if len(parts) != 3 or not all(_NAME.fullmatch(p) for p in parts):
+        raise JobInputError(
+            "output", f"{name!r} must be catalog.schema.table (letters, digits, _ and -)"
+        )
+    if parts[0] == "system":
+        raise JobInputError("output", "jobs cannot write to the system catalog")
+    if name in {t.full_name for t in registry.builtin_tables()}:
+        raise JobInputError("output", f"{name} is a built-in table; choose another output")
+    return name
+
+
+def parse_submission(body: object) -> JobSubmission:
+    """Validate a ``POST /api/v1/jobs`` body (raises :class:`JobInputError`)."""
+    if not isinstance(body, dict):
+        raise JobInputError("body", "must be a JSON object")
+    try:
+        raw = _Body.model_validate(body)
+    except ValidationError as exc:
+        raise _pydantic_error(exc) from None
+    job_type = JOB_TYPES.get(raw.type)
+    if job_type is None:
+        raise JobInputError(
+            "type", f"unknown job type {raw.type!r}; choose from {', '.join(JOB_TYPES)}"
+        )
+    start, end = _date("start", raw.start), _date("end", raw.end)
+    if end < start:
+        raise JobInputError("end", f"end ({end}) is before start ({start})")
+    try:
+        options = job_type.options.model_validate(raw.options).model_dump()
+    except ValidationError as exc:
+        raise _pydantic_error(exc, prefix="options.") from None
+    output = check_output(raw.output or default_output(job_type.name))
+    params = JobParams(tuple(raw.city_ids), start, end, options)
+    return JobSubmission(job_type, params, output)
+
+
+def check_idempotency_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not _KEY.fullmatch(key):
+        raise JobInputError(
+            "Idempotency-Key", "must be 1 to 255 printable ASCII characters without spaces"
+        )
+    return key
