@@ -51,7 +51,7 @@ class IngestReport:
         return asdict(self)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -254,7 +254,7 @@ class IngestService:
                    now() AS quarantined_at
             FROM checked WHERE reason <> '' ORDER BY _record
             """,
-            params=[report.ingest_id, report.table, str(path), _sha256(path)],
+            params=[report.ingest_id, report.table, str(path), file_sha256(path)],
         ).to_arrow_table()
         report.quarantined = bad.num_rows
         if bad.num_rows:

@@ -32,6 +32,7 @@ from stratus.catalog.types import column_info
 from stratus.engine import LocalEngine, TableScan
 from stratus.engine.local import _duck_type
 from stratus.ingest.readers import IngestInputError, detect_format
+from stratus.ingest.service import file_sha256
 from stratus.lakehouse.tables import Lakehouse
 from stratus.pii import Detection, detect_pii
 from stratus.tables.protect import PII_TAG, ColumnProtector, token_column
@@ -264,7 +265,7 @@ class TableService:
             """SELECT ? AS ingest_id, ? AS target_table, ? AS source, ? AS source_sha256,
                       _record AS record, _reason AS reason, _raw AS raw, now() AS quarantined_at
                FROM checked WHERE _reason <> '' ORDER BY _record""",
-            params=[report.ingest_id, report.table, str(path), _sha256(path)],
+            params=[report.ingest_id, report.table, str(path), file_sha256(path)],
         ).to_arrow_table()
         report.quarantined = bad.num_rows
         if bad.num_rows:
@@ -497,16 +498,6 @@ def _read_any(path: Path, fmt: str) -> pa.Table:
         raise IngestInputError(f"{path.name}: cannot read it as {fmt} ({exc})") from None
     finally:
         con.close()
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _filter_value(f: pa.Field, value: str) -> Any:
