@@ -7,7 +7,7 @@ STAMP := $(VENV)/.stratus-installed
 AZURITE_VERSION := 3.37.0
 AZURITE := .tools/node_modules/.bin/azurite-blob
 
-.PHONY: run test test-all venv lint format clean bench chromium
+.PHONY: run test test-quick venv lint format clean bench chromium
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,17 +32,19 @@ run: $(STAMP)
 	$(BIN)/stratus sample-data --load --if-empty
 	$(BIN)/stratus serve
 
-## make test: install with test extras and the Azurite emulator, lint, run the whole suite.
-## The pytest fixtures start Azurite (and any other service) and stop it when the run ends.
+## make test: install with test extras and the Azurite emulator, lint, run the whole suite: the
+## quick tests, the Spark Connect engine tests (marker `spark`: a local Spark Connect server from
+## pyspark, Java 17) and the podman image build/run test (marker `container`: installs podman and
+## mmdebstrap with apt as root, builds the base image and a wheelhouse). The pytest fixtures start
+## Azurite, Spark Connect and the container, and stop them when the run ends.
 test: $(STAMP) $(AZURITE) chromium
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
-	STRATUS_AZURITE_BIN=$(abspath $(AZURITE)) $(BIN)/pytest -m "not container and not spark"
-
-## make test-all: also the podman image build/run test and the Spark Connect engine tests
-## (slow: 5-15 min more; need root for apt, Java 17). Not yet part of CI: see README.
-test-all: $(STAMP) $(AZURITE) chromium
 	STRATUS_AZURITE_BIN=$(abspath $(AZURITE)) $(BIN)/pytest
+
+## make test-quick: the same without the slow `spark` and `container` markers (a few minutes)
+test-quick: $(STAMP) $(AZURITE) chromium
+	STRATUS_AZURITE_BIN=$(abspath $(AZURITE)) $(BIN)/pytest -m "not container and not spark"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
