@@ -1212,3 +1212,43 @@ def test_authorization_matrix(roles: Live, who: str, endpoint: str, status: int)
     finally:
         if endpoint == "delete_table":
             live.call("DELETE", f"{UC}/tables/main.weather.{victim}")
+
+
+@pytest.mark.parametrize("kind", ["catalog", "schema", "table", "volume"])
+def test_a_name_created_concurrently_elsewhere_is_already_exists(tmp_path: Path, kind: str) -> None:
+    """Two metastore services on one database (two gunicorn workers): the second creator passes
+    its own existence check, then the first commits the same name: it gets AlreadyExists (409),
+    never a raw IntegrityError (500), and one object exists."""
+    from sqlalchemy import event
+
+    from stratus.catalog import models as m
+    from stratus.catalog.errors import AlreadyExists
+    from stratus.catalog.metastore import MetastoreService
+
+    url = f"sqlite:///{tmp_path / 'metastore.db'}"
+    mine, theirs = MetastoreService(url), MetastoreService(url)
+    mine.create_catalog("c", "admin")
+    mine.create_schema("c", "s", "admin")
+
+    def create(ms: MetastoreService) -> None:
+        if kind == "catalog":
+            ms.create_catalog("race", "admin")
+        elif kind == "schema":
+            ms.create_schema("c", "race", "admin")
+        elif kind == "table":
+            ms.create_table("c", "s", "race", "admin", columns=[])
+        else:
+            ms.create_volume("c", "s", "race", "admin")
+
+    model = {"catalog": m.Catalog, "schema": m.Schema, "table": m.Table, "volume": m.Volume}[kind]
+    # between my existence check and my insert (when my object is built), the other commits
+    event.listen(model, "init", lambda *_: create(theirs), once=True)
+    with pytest.raises(AlreadyExists, match="already exists"):
+        create(mine)
+    lister = {
+        "catalog": lambda: [c.name for c in mine.list_catalogs().items],
+        "schema": lambda: [x.name for x in mine.list_schemas("c").items],
+        "table": lambda: [t.name for t in mine.list_tables("c", "s").items],
+        "volume": lambda: [v.name for v in mine.list_volumes("c", "s").items],
+    }[kind]
+    assert lister().count("race") == 1

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -32,6 +32,8 @@ from stratus.catalog.errors import AlreadyExists, InvalidArgument, NotEmpty, Not
 
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,254}")
 SECURABLE_TYPES = ("metastore", "catalog", "schema", "table", "volume")
+# a leaf of a schema: a table or a volume
+L = TypeVar("L", m.Table, m.Volume)
 TOKEN_PREFIX = "stratus_"  # noqa: S105 - a public prefix, not a secret
 
 # Unity Catalog privileges plus Stratus's APPLY TAG / UNMASK / MANAGE / WRITE VOLUME /
@@ -134,6 +136,17 @@ class MetastoreService:
             bumped = s.info.pop("bumped", False)
         if bumped:  # committed: this process's authorizer reloads on its next question
             self.changes += 1
+
+    @contextmanager
+    def _creating(self, what: str) -> Iterator[Session]:
+        """A session that inserts a named object: a concurrent creator (another gunicorn worker,
+        another process) may insert the same name between our check and our commit, and the
+        unique constraint then answers AlreadyExists like the check would have."""
+        try:
+            with self.session() as s:
+                yield s
+        except IntegrityError:
+            raise AlreadyExists(f"{what} already exists") from None
 
     def _bump(self, s: Session) -> None:
         s.execute(update(m.Metastore).values(generation=m.Metastore.generation + 1))
@@ -319,7 +332,7 @@ class MetastoreService:
         storage_root: str | None = None,
     ) -> m.Catalog:
         check_name(name)
-        with self.session() as s:
+        with self._creating(f"catalog {name}") as s:
             if s.scalar(select(m.Catalog).where(m.Catalog.name == name)):
                 raise AlreadyExists(f"catalog {name} already exists")
             c = m.Catalog(
@@ -372,28 +385,24 @@ class MetastoreService:
         properties: dict[str, str] | None = None,
     ) -> m.Schema:
         check_name(name)
-        try:
-            with self.session() as s:
-                c = self._catalog(s, catalog_name)
-                exists = s.scalar(
-                    select(m.Schema).where(m.Schema.catalog_id == c.id, m.Schema.name == name)
-                )
-                if exists:
-                    raise AlreadyExists(f"schema {catalog_name}.{name} already exists")
-                sch = m.Schema(
-                    name=name,
-                    catalog=c,
-                    owner=owner,
-                    comment=comment,
-                    properties=properties or {},
-                    created_by=owner,
-                )
-                s.add(sch)
-                self._bump(s)
-                return sch
-        except IntegrityError:
-            # another process (e.g. a second gunicorn worker at boot) inserted it after our check
-            raise AlreadyExists(f"schema {catalog_name}.{name} already exists") from None
+        with self._creating(f"schema {catalog_name}.{name}") as s:
+            c = self._catalog(s, catalog_name)
+            exists = s.scalar(
+                select(m.Schema).where(m.Schema.catalog_id == c.id, m.Schema.name == name)
+            )
+            if exists:
+                raise AlreadyExists(f"schema {catalog_name}.{name} already exists")
+            sch = m.Schema(
+                name=name,
+                catalog=c,
+                owner=owner,
+                comment=comment,
+                properties=properties or {},
+                created_by=owner,
+            )
+            s.add(sch)
+            self._bump(s)
+            return sch
 
     def get_schema(self, full_name: str) -> m.Schema:
         with self._sessions() as s:
@@ -461,7 +470,7 @@ class MetastoreService:
         properties: dict[str, str] | None = None,
     ) -> m.Table:
         check_name(name)
-        with self.session() as s:
+        with self._creating(f"table {catalog_name}.{schema_name}.{name}") as s:
             sch = self._schema(s, f"{catalog_name}.{schema_name}")
             exists = s.scalar(
                 select(m.Table).where(m.Table.schema_id == sch.id, m.Table.name == name)
@@ -486,10 +495,7 @@ class MetastoreService:
             return t
 
     def get_table(self, full_name: str) -> m.Table:
-        with self._sessions() as s:
-            t = self._leaf(s, m.Table, full_name, "table")
-            _ = t.schema.catalog.name
-            return t
+        return self._get_leaf(m.Table, full_name, "table")
 
     def list_tables(
         self,
@@ -498,35 +504,13 @@ class MetastoreService:
         max_results: int | None = None,
         page_token: str | None = None,
     ) -> Page:
-        with self._sessions() as s:
-            sch = self._schema(s, f"{catalog_name}.{schema_name}")
-            q = select(m.Table).where(m.Table.schema_id == sch.id).order_by(m.Table.name)
-            page = self._page(q, s, max_results, page_token)
-            for t in page.items:
-                _ = t.schema.catalog.name
-            return page
+        return self._list_leaves(m.Table, catalog_name, schema_name, max_results, page_token)
 
     def update_table(self, full_name: str, by: str, **changes: Any) -> m.Table:
-        with self.session() as s:
-            t = self._leaf(s, m.Table, full_name, "table")
-            self._apply(
-                s,
-                t,
-                by,
-                changes,
-                lambda new: select(m.Table).where(
-                    m.Table.schema_id == t.schema_id, m.Table.name == new
-                ),
-            )
-            _ = t.schema.catalog.name
-            return t
+        return self._update_leaf(m.Table, full_name, "table", by, changes)
 
     def delete_table(self, full_name: str) -> None:
-        with self.session() as s:
-            t = self._leaf(s, m.Table, full_name, "table")
-            self._forget(s, "table", t.id)
-            s.delete(t)
-            self._bump(s)
+        self._delete_leaf(m.Table, full_name, "table")
 
     # volumes
     def create_volume(
@@ -545,7 +529,7 @@ class MetastoreService:
             raise InvalidArgument(
                 "volume_type must be MANAGED or EXTERNAL", parameter="volume_type"
             )
-        with self.session() as s:
+        with self._creating(f"volume {catalog_name}.{schema_name}.{name}") as s:
             sch = self._schema(s, f"{catalog_name}.{schema_name}")
             exists = s.scalar(
                 select(m.Volume).where(m.Volume.schema_id == sch.id, m.Volume.name == name)
@@ -567,10 +551,7 @@ class MetastoreService:
             return v
 
     def get_volume(self, full_name: str) -> m.Volume:
-        with self._sessions() as s:
-            v = self._leaf(s, m.Volume, full_name, "volume")
-            _ = v.schema.catalog.name
-            return v
+        return self._get_leaf(m.Volume, full_name, "volume")
 
     def list_volumes(
         self,
@@ -579,34 +560,61 @@ class MetastoreService:
         max_results: int | None = None,
         page_token: str | None = None,
     ) -> Page:
-        with self._sessions() as s:
-            sch = self._schema(s, f"{catalog_name}.{schema_name}")
-            q = select(m.Volume).where(m.Volume.schema_id == sch.id).order_by(m.Volume.name)
-            page = self._page(q, s, max_results, page_token)
-            for v in page.items:
-                _ = v.schema.catalog.name
-            return page
+        return self._list_leaves(m.Volume, catalog_name, schema_name, max_results, page_token)
 
     def update_volume(self, full_name: str, by: str, **changes: Any) -> m.Volume:
-        with self.session() as s:
-            v = self._leaf(s, m.Volume, full_name, "volume")
-            self._apply(
-                s,
-                v,
-                by,
-                changes,
-                lambda new: select(m.Volume).where(
-                    m.Volume.schema_id == v.schema_id, m.Volume.name == new
-                ),
-            )
-            _ = v.schema.catalog.name
-            return v
+        return self._update_leaf(m.Volume, full_name, "volume", by, changes)
 
     def delete_volume(self, full_name: str) -> None:
+        self._delete_leaf(m.Volume, full_name, "volume")
+
+    # tables and volumes alike: leaves of a schema, named catalog.schema.name
+    def _get_leaf(self, model: type[L], full_name: str, kind: str) -> L:
+        with self._sessions() as s:
+            leaf = self._leaf(s, model, full_name, kind)
+            _ = leaf.schema.catalog.name  # loaded while the session is open
+            return leaf
+
+    def _list_leaves(
+        self,
+        model: type[m.Table] | type[m.Volume],
+        catalog_name: str,
+        schema_name: str,
+        max_results: int | None,
+        page_token: str | None,
+    ) -> Page:
+        with self._sessions() as s:
+            sch = self._schema(s, f"{catalog_name}.{schema_name}")
+            q = select(model).where(model.schema_id == sch.id).order_by(model.name)
+            page = self._page(q, s, max_results, page_token)
+            for leaf in page.items:
+                _ = leaf.schema.catalog.name
+            return page
+
+    def _update_leaf(
+        self, model: type[L], full_name: str, kind: str, by: str, changes: dict[str, Any]
+    ) -> L:
         with self.session() as s:
-            v = self._leaf(s, m.Volume, full_name, "volume")
-            self._forget(s, "volume", v.id)
-            s.delete(v)
+            leaf = self._leaf(s, model, full_name, kind)
+            self._apply(
+                s,
+                leaf,
+                by,
+                changes,
+                lambda new: select(model).where(
+                    model.schema_id == leaf.schema_id, model.name == new
+                ),
+            )
+            _ = leaf.schema.catalog.name
+            return leaf
+
+    def _delete_leaf(
+        self, model: type[m.Table] | type[m.Volume], full_name: str, kind: str
+    ) -> None:
+        with self.session() as s:
+            leaf = self._leaf(s, model, full_name, kind)
+            self._forget(s, kind, leaf.id)
+            s.delete(leaf)
             self._bump(s)
 
     def _apply(self, s: Session, obj: Any, by: str, changes: dict[str, Any], clash: Any) -> None:
