@@ -160,12 +160,17 @@ class WeatherQueries:
         self.check_cities(city_ids)
         period = {"day": "date", "month": "date_trunc('month', date)::DATE"}[granularity]
         # Two levels: per (city, period, description) first, so the most frequent description
-        # (ties: alphabetical) falls out of the same pass as the other aggregates.
+        # (ties: alphabetical) falls out of the same pass as the other aggregates. Sums are
+        # exact DECIMALs (the sources have at most 1-2 decimals): a sum of doubles depends on
+        # the order the threads add them in, and a rounded mean could then differ by 0.01
+        # between two runs over the same data.
         sql = f"""
         WITH g AS (
           SELECT city_id, {period} AS period, description, count(*) AS n,
-                 min(temp) AS mn, max(temp) AS mx, sum(temp) AS st, count(temp) AS ct,
-                 sum(precipitation) AS sp, sum(humidity) AS sh, count(humidity) AS ch,
+                 min(temp) AS mn, max(temp) AS mx,
+                 sum(temp::DECIMAL(18, 4)) AS st, count(temp) AS ct,
+                 sum(precipitation::DECIMAL(18, 4)) AS sp,
+                 sum(humidity::DECIMAL(18, 4)) AS sh, count(humidity) AS ch,
                  max(wind_speed) AS mw
           FROM {{hourly}}
           WHERE date BETWEEN ? AND ?
@@ -173,9 +178,9 @@ class WeatherQueries:
         )
         SELECT city_id, period,
                min(mn) AS temp_min, max(mx) AS temp_max,
-               round(sum(st) / sum(ct), 2) AS temp_mean,
-               round(sum(sp), 2) AS precipitation_total,
-               round(sum(sh) / nullif(sum(ch), 0), 2) AS humidity_mean,
+               round(sum(st)::DOUBLE / sum(ct), 2) AS temp_mean,
+               round(sum(sp)::DOUBLE, 2) AS precipitation_total,
+               round(sum(sh)::DOUBLE / nullif(sum(ch), 0), 2) AS humidity_mean,
                max(mw) AS wind_speed_max,
                first(description ORDER BY n DESC, description)
                  FILTER (WHERE description IS NOT NULL) AS description_most_frequent,
