@@ -35,13 +35,12 @@ import json
 import os
 import pstats
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +53,7 @@ import pyarrow.parquet as pq
 import requests
 from deltalake import DeltaTable
 
+from _common import free_port  # benchmarks/_common.py
 from stratus.api import create_app
 from stratus.catalog import registry
 from stratus.config import Settings
@@ -437,23 +437,21 @@ class Direct:
         return self.con.execute(self._sql[("year", city)], [lo, hi]).to_arrow_table()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
-def gunicorn(lake: Lake, log_path: Path) -> Iterator[str]:
+def gunicorn(
+    lake: Lake, log_path: Path, workers: int = 1, extra_env: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """``stratus serve`` on a free loopback port over ``lake``; yields its base URL."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRATUS_")}
     env.update(
         STRATUS_HOME=str(lake.home),
         STRATUS_PORT=str(port),
         STRATUS_HOST="127.0.0.1",
-        STRATUS_WORKERS="1",
+        STRATUS_WORKERS=str(workers),
         STRATUS_LOG_LEVEL="WARNING",
     )
+    env.update(extra_env or {})
     exe = Path(sys.executable).with_name("stratus")
     cmd = [str(exe), "serve"] if exe.exists() else [sys.executable, "-m", "stratus", "serve"]
     base = f"http://127.0.0.1:{port}"
@@ -465,10 +463,10 @@ def gunicorn(lake: Lake, log_path: Path) -> Iterator[str]:
                 if proc.poll() is not None:
                     raise RuntimeError(f"stratus serve exited ({proc.returncode}); see {log_path}")
                 try:
-                    if requests.get(base + "/health", timeout=1).status_code == 200:
+                    if requests.get(base + "/health", timeout=2).status_code == 200:
                         break
-                except requests.ConnectionError:
-                    pass
+                except (requests.ConnectionError, requests.Timeout):
+                    pass  # not listening yet, or a worker still starting on a loaded machine
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"stratus serve did not answer /health; see {log_path}")
                 time.sleep(0.1)

@@ -11,7 +11,11 @@ timed once each:
   requests, then every file downloaded over HTTP through Stratus-signed URLs (HMAC checked,
   token checked, audited, Range requests) and turned into pandas by the client;
 * local: the same files (the table's current add actions) read with ``pyarrow.parquet`` into
-  pandas, the partition column added, concatenated.
+  pandas, the partition column added, concatenated;
+* floor (diagnostic, not the target): the client's own per-file reader
+  (``DeltaSharingReader._to_pandas``, what ``load_as_pandas`` runs for each file) over the same
+  files served by a bare static HTTP server (aiohttp, no auth, no signing, no audit): what the
+  official client costs against an ideal server, so that the server's own share is visible.
 
 Target: sharing within 2x of local (PASS/MISS). Run: ``python benchmarks/sharing.py [--rows N]``.
 """
@@ -24,7 +28,6 @@ import gc
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +39,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from _common import free_port, wait_for_port  # benchmarks/_common.py
 
 TARGET_RATIO = 2.0
 
@@ -76,20 +81,55 @@ def synthetic_weather(rows: int, cities: int) -> pa.Table:
     return pa.concat_tables(parts)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+STATIC_SERVER = """
+import sys
+from aiohttp import web
+app = web.Application()
+app.router.add_static("/", sys.argv[1])
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), print=None, access_log=None)
+"""
 
 
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on port {port}")
+def client_floor(root: str, paths: list[str], cities: list[str]) -> tuple[float, float, int]:
+    """Wall and CPU seconds (and rows) of the client's per-file reader over a bare static HTTP
+    server."""
+    from delta_sharing.converter import to_converters
+    from delta_sharing.protocol import AddFile
+    from delta_sharing.reader import DeltaSharingReader
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", STATIC_SERVER, root, str(port)])
+    try:
+        wait_for_port(port)
+        files = [
+            AddFile(
+                url=f"http://127.0.0.1:{port}/{path}",
+                id=str(i),
+                partition_values={"city_id": city},
+                size=0,
+                stats="",
+            )
+            for i, (path, city) in enumerate(zip(paths, cities, strict=True))
+        ]
+        schema = {
+            "type": "struct",
+            "fields": [{"name": "city_id", "type": "string", "nullable": False, "metadata": {}}],
+        }
+        converters = to_converters(schema)
+
+        def read() -> pd.DataFrame:
+            to_pandas = DeltaSharingReader._to_pandas
+            frames = [to_pandas(f, converters, False, None, False) for f in files]
+            return pd.concat(frames, ignore_index=True, copy=False)
+
+        read()  # warm-up, as for the other two
+        gc.collect()
+        t0, c0 = time.perf_counter(), time.process_time()
+        rows = len(read())
+        return time.perf_counter() - t0, time.process_time() - c0, rows
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             t0, c0 = time.perf_counter(), time.process_time()
             theirs = local()
             t_local, c_local = time.perf_counter() - t0, time.process_time() - c0
+            t_floor, c_floor, floor_rows = client_floor(root, paths, cities)
         finally:
             server.terminate()
             try:
@@ -177,14 +218,17 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 server.kill()
 
-    assert len(mine) == len(theirs) == data.num_rows, (len(mine), len(theirs))
+    assert len(mine) == len(theirs) == floor_rows == data.num_rows, (len(mine), len(theirs))
     ratio = t_shared / t_local
     verdict = "PASS" if ratio <= TARGET_RATIO else "MISS"
     say()
     say("                                           wall     CPU here")
     say(f"  delta_sharing.load_as_pandas (HTTP)   {t_shared:8.2f} s {c_shared:8.2f} s")
     say(f"  pandas over the local Parquet files   {t_local:8.2f} s {c_local:8.2f} s")
+    say(f"  client reader over a bare HTTP server {t_floor:8.2f} s {c_floor:8.2f} s")
     say(f"  ratio sharing / local                 {ratio:8.2f}x")
+    say(f"  ratio bare-server client / local      {t_floor / t_local:8.2f}x  (client floor)")
+    say(f"  ratio sharing / bare-server client    {t_shared / t_floor:8.2f}x  (Stratus's share)")
     load = os.getloadavg()[0]
     say(f"  machine: {os.cpu_count()} CPUs, load average {load:.1f} (timings are wall clock)")
     say()
