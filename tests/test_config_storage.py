@@ -45,6 +45,7 @@ def test_azure_urls_and_credentials_stay_out_of_repr() -> None:
         "account_key": "c2VjcmV0LWtleQ==",
         "max_retries": "3",
         "retry_timeout": "15s",
+        "timeout": "15s",  # per request: a hung store answers 503 too
     }
     assert storage.table_url("main/weather/hourly") == "az://weather/lake/main/weather/hourly"
     assert "c2VjcmV0" not in repr(settings) and "c2VjcmV0" not in repr(storage)

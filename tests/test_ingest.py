@@ -15,6 +15,7 @@ from stratus.catalog import registry
 from stratus.context import Stratus
 from stratus.engine import TableScan
 from stratus.ingest.readers import IngestInputError
+from stratus.lakehouse.storage import StorageError
 
 HEADER = "city_id,date,hour,temp,wind_speed,description,precipitation,humidity\n"
 GOOD = [
@@ -202,7 +203,7 @@ def test_failed_commit_leaves_table_as_it_was(
 
     monkeypatch.setattr(DeltaTable, "merge", failing_merge)
     changed = [line.replace(",4.2,", ",7.7,") for line in GOOD] + ["oslo,2024-03-01,0100,1,1,x,0,5"]
-    with pytest.raises(OSError, match="mid-commit"):
+    with pytest.raises(StorageError, match="mid-commit"):  # an I/O failure: 503 in the API
         backend.ingest.ingest(write_csv(tmp_path / "b.csv", changed))
     monkeypatch.undo()
     backend.lakehouse.invalidate(registry.HOURLY)

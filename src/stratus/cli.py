@@ -20,6 +20,7 @@ from stratus.ingest.readers import IngestInputError, total_units
 from stratus.ingest.service import IngestReport
 from stratus.jobs.cli import jobs_command
 from stratus.lakehouse.storage import StorageError
+from stratus.lakehouse.tables import WriteConflictError
 from stratus.sharing.cli import share_command
 from stratus.sql.cli import sql_command
 
@@ -193,7 +194,14 @@ def ingest(
                 report = stratus.tables.ingest(
                     path, full_name, owner=who.name, key=keys, pii=overrides
                 )
-        except (IngestInputError, ValueError, StorageError, CatalogError, PiiError) as exc:
+        except (
+            IngestInputError,
+            ValueError,
+            StorageError,
+            WriteConflictError,
+            CatalogError,
+            PiiError,
+        ) as exc:
             console.print(f"[red]error:[/] {getattr(exc, 'message', exc)}")
             failed, outcome, status, error = True, "error", 400, str(exc)
         else:

@@ -8,6 +8,7 @@ data files; they come back from the Hive-style paths.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from urllib.parse import unquote
@@ -18,7 +19,18 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
 from stratus.engine.base import TableScan
-from stratus.lakehouse.storage import Storage
+from stratus.lakehouse.storage import Storage, storage_io, unavailable
+
+_ARROW_IO = re.compile(r"failed: IOError: ")
+
+
+def io_failure(exc: BaseException) -> bool:
+    """Did a query fail because table files could not be read (the object store is down)?
+    DuckDB's own reads raise IOException; a PyArrow dataset over delta-rs's file system fails
+    as an InvalidInputException saying "reading the stream ... failed: IOError: ..."."""
+    if isinstance(exc, OSError | duckdb.IOException | duckdb.HTTPException):
+        return True
+    return isinstance(exc, duckdb.Error) and _ARROW_IO.search(str(exc)) is not None
 
 
 def _sql_str(value: str) -> str:
@@ -86,15 +98,16 @@ class LocalEngine:
         prefix = self.storage.root.rstrip("/") + "/"
         rel = [f[len(prefix) :] if f.startswith(prefix) else f for f in scan.files]
         part_schema = pa.schema([spec.schema.field(p) for p in spec.partition_by])
-        dataset = pads.dataset(
-            rel,
-            schema=spec.schema,
-            format="parquet",
-            filesystem=self._remote_fs(),
-            partitioning=pads.partitioning(part_schema, flavor="hive")
-            if spec.partition_by
-            else None,
-        )
+        with storage_io("cannot read table files"):
+            dataset = pads.dataset(
+                rel,
+                schema=spec.schema,
+                format="parquet",
+                filesystem=self._remote_fs(),
+                partitioning=pads.partitioning(part_schema, flavor="hive")
+                if spec.partition_by
+                else None,
+            )
         con.register(name, dataset)
         return name
 
@@ -136,7 +149,12 @@ class LocalEngine:
                 if rel == f"__scan_{name}":
                     registered.append(rel)
                 text = text.replace("{" + name + "}", rel)
-            return con.sql(text, params=list(params)).to_arrow_table()
+            try:
+                return con.sql(text, params=list(params)).to_arrow_table()
+            except (duckdb.Error, OSError) as exc:
+                if io_failure(exc):
+                    raise unavailable("cannot read table files", exc) from None
+                raise
         finally:
             for r in registered:
                 con.unregister(r)

@@ -27,7 +27,7 @@ from stratus.catalog.errors import AlreadyExists, NotFound
 from stratus.catalog.metastore import MetastoreService
 from stratus.catalog.registry import TableSpec
 from stratus.catalog.specs import KEY_PROPERTY, spec_from_table
-from stratus.lakehouse.storage import StorageError
+from stratus.lakehouse.storage import StorageError, storage_io
 from stratus.lakehouse.tables import COMMIT_RETRIES, ROW_GROUP_SIZE, Lakehouse, WriteConflictError
 from stratus.security.governance import columns_of
 
@@ -131,18 +131,19 @@ def replace_slice(
     url = lakehouse.url(spec)
     for attempt in range(1, retries + 1):
         try:
-            write_deltalake(
-                url,
-                data,
-                mode="overwrite",
-                predicate=predicate,
-                partition_by=spec.partition_by or None,
-                storage_options=lakehouse.storage.options,
-                writer_properties=WriterProperties(
-                    max_row_group_size=ROW_GROUP_SIZE, compression="ZSTD"
-                ),
-                commit_properties=CommitProperties(custom_metadata=metadata),
-            )
+            with storage_io(f"cannot write table {spec.full_name}"):
+                write_deltalake(
+                    url,
+                    data,
+                    mode="overwrite",
+                    predicate=predicate,
+                    partition_by=spec.partition_by or None,
+                    storage_options=lakehouse.storage.options,
+                    writer_properties=WriterProperties(
+                        max_row_group_size=ROW_GROUP_SIZE, compression="ZSTD"
+                    ),
+                    commit_properties=CommitProperties(custom_metadata=metadata),
+                )
         except CommitFailedError as exc:
             log.warning(
                 "job output %s: commit conflicted (attempt %d/%d): %s",
@@ -163,9 +164,10 @@ def replace_slice(
 
 def _committed_version(lakehouse: Lakehouse, spec: TableSpec, metadata: dict[str, str]) -> int:
     """The version of our commit (found by its metadata among the latest ones)."""
-    table = DeltaTable(lakehouse.url(spec), storage_options=lakehouse.storage.options)
-    key, value = next(iter(metadata.items()))
-    for entry in table.history(20):
-        if entry.get(key) == value:
-            return int(entry["version"])
-    return table.version()
+    with storage_io(f"cannot read table {spec.full_name}"):
+        table = DeltaTable(lakehouse.url(spec), storage_options=lakehouse.storage.options)
+        key, value = next(iter(metadata.items()))
+        for entry in table.history(20):
+            if entry.get(key) == value:
+                return int(entry["version"])
+        return table.version()

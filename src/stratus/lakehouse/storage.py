@@ -7,8 +7,10 @@ Credentials come from :class:`stratus.config.Settings` and never appear in ``rep
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -23,6 +25,30 @@ _ABFS_NETLOC = re.compile(r"^(?P<container>[^@]+)@(?P<account>[^.]+)\.(dfs|blob)
 
 class StorageError(RuntimeError):
     """Storage is unreachable or misconfigured (maps to HTTP 503 in the API)."""
+
+
+_URL_QUERY = re.compile(r"(https?://[^\s?]+)\?\S*")
+
+
+def failure_text(exc: BaseException) -> str:
+    """One line about an I/O failure: the error's first line, URLs without their query string
+    (where a SAS token travels)."""
+    lines = str(exc).strip().splitlines()
+    return _URL_QUERY.sub(r"\1", lines[0] if lines else type(exc).__name__)[:300]
+
+
+def unavailable(what: str, exc: BaseException) -> StorageError:
+    return StorageError(f"{what}: the storage did not answer ({failure_text(exc)})")
+
+
+@contextlib.contextmanager
+def storage_io(what: str) -> Iterator[None]:
+    """Turn an I/O failure of delta-rs or PyArrow (an ``OSError``: the object store is down,
+    refuses or times out) into a :class:`StorageError`, so callers see 503, not a crash."""
+    try:
+        yield
+    except OSError as exc:
+        raise unavailable(what, exc) from None
 
 
 def _parse_connection_string(conn: str) -> dict[str, str]:
@@ -78,6 +104,8 @@ class Storage:
         # fail within seconds, not minutes, when the store is down: the API answers 503
         opts["max_retries"] = str(settings.storage_max_retries)
         opts["retry_timeout"] = f"{settings.storage_retry_timeout:g}s"
+        # ...and when it hangs (accepts connections, never answers): no request waits longer
+        opts["timeout"] = f"{settings.storage_retry_timeout:g}s"
         if key:
             opts["account_key"] = key
         if sas:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 import time
 from collections.abc import Sequence
@@ -21,14 +22,14 @@ from deltalake import DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from stratus.catalog import TableSpec
-from stratus.lakehouse.storage import Storage, StorageError
+from stratus.lakehouse.storage import Storage, StorageError, storage_io, unavailable
 
 log = logging.getLogger(__name__)
 
 # Row groups small enough that a 7-day read of a 5-year city file touches one or two of them
 # (measured in benchmarks/query.py), large enough to keep metadata small.
 ROW_GROUP_SIZE = 8_760
-COMMIT_RETRIES = 5
+COMMIT_RETRIES = 10  # enough for 8+ writers racing on one table (tests/test_faults.py)
 
 
 class WriteConflictError(RuntimeError):
@@ -67,14 +68,25 @@ class Lakehouse:
         self.storage = storage
         self.refresh_interval = refresh_interval
         self._cache: dict[str, _Cached] = {}
-        self._lock = threading.RLock()
+        # One lock per table, held while that table is opened or refreshed (storage I/O) and
+        # its cached state read; the shared lock only guards the dictionaries, never I/O, so a
+        # hung object store stalls the requests of one table for one timeout, not everyone.
+        self._lock = threading.Lock()
+        self._table_locks: dict[str, threading.RLock] = {}
+        # the last failure to reach each table: raised again for `refresh_interval` seconds
+        # instead of every waiting request trying (and timing out) in turn
+        self._failed: dict[str, tuple[float, str]] = {}
+        self._prepare_lock = threading.Lock()
         self._prepared = False
 
     def prepare(self) -> None:
         """Create the root folder or container once per process (before the first open)."""
-        if not self._prepared:
-            self.storage.prepare()
-            self._prepared = True
+        if self._prepared:
+            return
+        with self._prepare_lock:
+            if not self._prepared:
+                self.storage.prepare()
+                self._prepared = True
 
     # ---- reading -------------------------------------------------------------------------
     def url(self, spec: TableSpec) -> str:
@@ -88,57 +100,90 @@ class Lakehouse:
         except FileNotFoundError:
             return -1.0
 
-    def table(self, spec: TableSpec) -> DeltaTable | None:
-        """The table at its latest version, or None if it does not exist yet."""
+    def _table_lock(self, spec: TableSpec) -> threading.RLock:
+        with self._lock:
+            lock = self._table_locks.get(spec.full_name)
+            if lock is None:
+                lock = self._table_locks[spec.full_name] = threading.RLock()
+            return lock
+
+    def _current(self, spec: TableSpec) -> _Cached | None:
+        """The cache entry at the latest version, opened or refreshed as needed, or None if the
+        table does not exist yet. The caller holds the table's lock."""
+        name = spec.full_name
+        failed = self._failed.get(name)
+        if failed is not None and time.monotonic() - failed[0] < self.refresh_interval:
+            raise StorageError(failed[1])
+        try:
+            cached = self._open_or_refresh(spec)
+        except StorageError as exc:
+            self._failed[name] = (time.monotonic(), str(exc))
+            raise
+        self._failed.pop(name, None)
+        return cached
+
+    def _open_or_refresh(self, spec: TableSpec) -> _Cached | None:
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(spec.full_name)
-            if cached is not None:
-                stale = (
-                    self._log_mtime(spec) != cached.log_mtime
-                    if self.storage.is_local
-                    else now - cached.checked_at >= self.refresh_interval
-                )
-                if stale:
-                    cached.log_mtime = self._log_mtime(spec)
+        if cached is not None:
+            stale = (
+                self._log_mtime(spec) != cached.log_mtime
+                if self.storage.is_local
+                else now - cached.checked_at >= self.refresh_interval
+            )
+            if stale:
+                mtime = self._log_mtime(spec)
+                with storage_io(f"cannot refresh table {spec.full_name}"):
                     cached.table.update_incremental()
-                    cached.version = cached.table.version()
-                    cached.checked_at = now
-                return cached.table
-            self.prepare()
-            mtime = self._log_mtime(spec)
-            try:
-                dt_ = DeltaTable(self.url(spec), storage_options=self.storage.options)
-            except TableNotFoundError:
-                return None
-            except (DeltaError, OSError) as exc:
-                raise StorageError(f"cannot open table {spec.full_name}: {exc}") from None
-            self._cache[spec.full_name] = _Cached(dt_, dt_.version(), now, mtime)
-            return dt_
+                cached.log_mtime = mtime
+                cached.version = cached.table.version()
+                cached.checked_at = now
+            return cached
+        self.prepare()
+        mtime = self._log_mtime(spec)
+        try:
+            dt_ = DeltaTable(self.url(spec), storage_options=self.storage.options)
+        except TableNotFoundError:
+            return None
+        except (DeltaError, OSError) as exc:
+            raise unavailable(f"cannot open table {spec.full_name}", exc) from None
+        cached = _Cached(dt_, dt_.version(), now, mtime)
+        with self._lock:
+            self._cache[spec.full_name] = cached
+        return cached
+
+    def table(self, spec: TableSpec) -> DeltaTable | None:
+        """The table at its latest version, or None if it does not exist yet."""
+        with self._table_lock(spec):
+            cached = self._current(spec)
+            return None if cached is None else cached.table
 
     def invalidate(self, spec: TableSpec) -> None:
-        with self._lock:
+        with self._table_lock(spec), self._lock:
             self._cache.pop(spec.full_name, None)
+            self._failed.pop(spec.full_name, None)
+
+    @staticmethod
+    def _files_of(cached: _Cached) -> pa.Table:
+        if cached.files is None or cached.files_version != cached.version:
+            cached.files = pa.table(cached.table.get_add_actions(flatten=True))
+            cached.files_version = cached.version
+            cached.index = None
+        return cached.files
 
     def files(self, spec: TableSpec) -> pa.Table | None:
         """Add actions (path, row count, partition values, min/max stats), latest version."""
-        dt_ = self.table(spec)
-        if dt_ is None:
-            return None
-        with self._lock:
-            cached = self._cache[spec.full_name]
-            if cached.files is None or cached.files_version != cached.version:
-                cached.files = pa.table(cached.table.get_add_actions(flatten=True))
-                cached.files_version = cached.version
-                cached.index = None
-            return cached.files
+        with self._table_lock(spec):
+            cached = self._current(spec)
+            return None if cached is None else self._files_of(cached)
 
     def _index(self, spec: TableSpec) -> list[FileEntry]:
-        files = self.files(spec)
-        if files is None:
-            return []
-        with self._lock:
-            cached = self._cache[spec.full_name]
+        with self._table_lock(spec):
+            cached = self._current(spec)
+            if cached is None:
+                return []
+            files = self._files_of(cached)
             if cached.index is None:
                 root = self.url(spec)
                 cols = files.column_names
@@ -212,7 +257,7 @@ class Lakehouse:
                 storage_options=self.storage.options,
             )
         except (DeltaError, OSError) as exc:
-            raise StorageError(f"cannot create table {spec.full_name}: {exc}") from None
+            raise unavailable(f"cannot create table {spec.full_name}", exc) from None
         self.invalidate(spec)
         table = self.table(spec)
         assert table is not None
@@ -228,26 +273,28 @@ class Lakehouse:
 
     def append(self, spec: TableSpec, data: pa.Table) -> int:
         self.ensure(spec)
-        write_deltalake(
-            self.url(spec),
-            self._prepare_rows(spec, data),
-            mode="append",
-            partition_by=spec.partition_by or None,
-            storage_options=self.storage.options,
-            writer_properties=self._writer_properties(),
-        )
+        with storage_io(f"cannot write table {spec.full_name}"):
+            write_deltalake(
+                self.url(spec),
+                self._prepare_rows(spec, data),
+                mode="append",
+                partition_by=spec.partition_by or None,
+                storage_options=self.storage.options,
+                writer_properties=self._writer_properties(),
+            )
         return self._after_write(spec)
 
     def overwrite(self, spec: TableSpec, data: pa.Table) -> int:
         self.prepare()
-        write_deltalake(
-            self.url(spec),
-            self._prepare_rows(spec, data),
-            mode="overwrite",
-            partition_by=spec.partition_by or None,
-            storage_options=self.storage.options,
-            writer_properties=self._writer_properties(),
-        )
+        with storage_io(f"cannot write table {spec.full_name}"):
+            write_deltalake(
+                self.url(spec),
+                self._prepare_rows(spec, data),
+                mode="overwrite",
+                partition_by=spec.partition_by or None,
+                storage_options=self.storage.options,
+                writer_properties=self._writer_properties(),
+            )
         return self._after_write(spec)
 
     def merge(self, spec: TableSpec, data: pa.Table, *, update: bool = True) -> MergeResult:
@@ -258,32 +305,35 @@ class Lakehouse:
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in spec.key)
         self.ensure(spec)
         for attempt in range(1, COMMIT_RETRIES + 1):
-            table = DeltaTable(self.url(spec), storage_options=self.storage.options)
-            merger = table.merge(
-                data,
-                predicate=predicate,
-                source_alias="s",
-                target_alias="t",
-                writer_properties=self._writer_properties(),
-            )
-            if update:
-                merger = merger.when_matched_update_all()
             try:
-                metrics = merger.when_not_matched_insert_all().execute()
+                with storage_io(f"cannot write table {spec.full_name}"):
+                    table = DeltaTable(self.url(spec), storage_options=self.storage.options)
+                    merger = table.merge(
+                        data,
+                        predicate=predicate,
+                        source_alias="s",
+                        target_alias="t",
+                        writer_properties=self._writer_properties(),
+                    )
+                    if update:
+                        merger = merger.when_matched_update_all()
+                    metrics = merger.when_not_matched_insert_all().execute()
             except CommitFailedError as exc:
                 log.warning(
                     "merge into %s conflicted (attempt %d): %s", spec.full_name, attempt, exc
                 )
-                time.sleep(0.05 * attempt)
+                # jitter: writers that collided must not all come back at the same moment
+                time.sleep(random.uniform(0.02, 0.1) * attempt)  # noqa: S311 - not crypto
                 continue
-            version = self._after_write(spec)
+            self.invalidate(spec)
             return MergeResult(
                 inserted=int(metrics.get("num_target_rows_inserted", 0)),
                 updated=int(metrics.get("num_target_rows_updated", 0)),
-                version=version,
+                version=table.version(),  # our commit's (the latest may be another writer's)
             )
         raise WriteConflictError(
-            f"{spec.full_name}: concurrent writers won {COMMIT_RETRIES} times; nothing was written"
+            f"{spec.full_name}: concurrent writers won {COMMIT_RETRIES} times in a row; nothing "
+            "was written (try again)"
         )
 
     def _after_write(self, spec: TableSpec) -> int:

@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from stratus.catalog.registry import TableSpec
 from stratus.engine import LocalEngine, TableScan
+from stratus.lakehouse.storage import StorageError
 from stratus.lakehouse.tables import Lakehouse
 from stratus.lineage.model import LineageEvent
 
@@ -291,6 +292,9 @@ class LineageStore:
                     COLUMN_LINEAGE, pa.Table.from_pylist(columns, schema=COLUMN_LINEAGE_SCHEMA)
                 )
             self.written += len(events)
+        except StorageError as exc:  # the store is down: one line, not a traceback
+            self.failures += len(events)
+            log.error("could not write lineage of %d run(s): %s", len(events), exc)
         except Exception:  # never let lineage kill the writer thread
             self.failures += len(events)
             log.exception("could not write lineage of %d run(s)", len(events))

@@ -23,6 +23,7 @@ import orjson
 import pyarrow as pa
 
 from stratus.catalog.registry import TableSpec
+from stratus.lakehouse.storage import StorageError
 from stratus.lakehouse.tables import Lakehouse
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,9 @@ class AuditLog:
             table = pa.Table.from_pylist([r.row() for r in records], schema=AUDIT_SCHEMA)
             self.lakehouse.append(AUDIT, table)
             self.written += len(records)
+        except StorageError as exc:  # the store is down: one line, not a traceback
+            self.failures += len(records)
+            log.error("could not write %d audit records: %s", len(records), exc)
         except Exception:  # never let auditing kill the writer thread
             self.failures += len(records)
             log.exception("could not write %d audit records", len(records))

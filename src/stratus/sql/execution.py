@@ -38,7 +38,8 @@ from sqlglot import exp
 from stratus.catalog.errors import InvalidArgument
 from stratus.catalog.registry import TableSpec
 from stratus.engine import LocalEngine, TableScan
-from stratus.lakehouse.storage import Storage
+from stratus.engine.local import io_failure
+from stratus.lakehouse.storage import Storage, unavailable
 from stratus.lakehouse.tables import Lakehouse
 from stratus.sql.errors import SqlExecutionError, SqlTimeout
 from stratus.sql.types import duck_type
@@ -176,6 +177,8 @@ class Run:
     def _error(self, exc: duckdb.Error) -> Exception:
         if isinstance(exc, duckdb.InterruptException) or self.timed_out:
             return self._timeout()
+        if io_failure(exc):  # the object store is down: 503 (StorageError), not a user error
+            return unavailable("cannot read table files", exc)
         if isinstance(exc, _USER_ERRORS):
             message = str(exc).split("\n\nLINE ")[0].strip()
             for generated, shown in self.names.items():
