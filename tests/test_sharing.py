@@ -516,7 +516,7 @@ def test_expired_token_is_refused(live: Live) -> None:
     resp = requests.get(
         live.endpoint + "/shares", headers={"Authorization": f"Bearer {secret}"}, timeout=30
     )
-    assert resp.json() == {"errorCode": "UNAUTHENTICATED", "message": "the token has expired"}
+    assert resp.json() == {"errorCode": "UNAUTHENTICATED", "message": "invalid or expired token"}
 
 
 def test_another_recipients_share_is_not_found(live: Live) -> None:

@@ -520,3 +520,20 @@ def test_submit_a_job_and_follow_it_to_its_table(admin: Session, platform: Strat
     page.goto("/ui/jobs")
     expect(page.locator("#jobs tbody tr").first).to_contain_text("succeeded")
     assert not admin.errors, admin.errors
+
+
+def test_api_docs_render_the_openapi_document(browser: Browser, server: str) -> None:
+    """/docs (Swagger UI, vendored) renders the OpenAPI 3.1 document under its strict CSP:
+    operations listed, no "Unable to render this definition", no script or CSP errors."""
+    s = Session(browser, server)
+    try:
+        page = s.page
+        page.goto("/docs")
+        expect(page.locator(".opblock-summary-path").first).to_be_visible()
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+        assert any(p.startswith("/api/v1/weather") for p in paths), paths
+        assert page.get_by_text("Unable to render this definition").count() == 0
+        s.shot("api-docs")
+        assert not s.errors, s.errors
+    finally:
+        s.close()

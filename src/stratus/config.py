@@ -7,6 +7,7 @@ Azure credentials use the usual ``AZURE_STORAGE_*`` names so existing set-ups wo
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from pydantic import (
 )
 
 PREFIX = "STRATUS_"
+# settings for which an empty variable means "none" (not "unset, use the default")
+EMPTY_MEANS_OFF = frozenset({"rate_limit", "rate_limit_ip", "rate_limit_files", "cors_origins"})
+CORS_ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?/?")
 
 
 class ConfigError(ValueError):
@@ -64,6 +68,20 @@ class Settings(BaseModel):
     openlineage_url: str | None = None
     openlineage_file: Path | None = None
 
+    # API protection (stratus.api.security). Rate limits in flask-limiter's notation
+    # ("600/minute", "10/second;600/minute"; "" or "off": no limit): per authenticated principal
+    # (or Delta Sharing recipient), per client IP for requests without valid credentials, and
+    # per client IP for Delta Sharing's signed file downloads; counters in rate_limit_storage
+    # (memory:// counts per worker process; redis://, memcached:// share them).
+    rate_limit_enabled: bool = True
+    rate_limit: str = "1200/minute"
+    rate_limit_ip: str = "120/minute"
+    rate_limit_files: str = "6000/minute"
+    rate_limit_storage: str = "memory://"
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1 << 40)
+    # origins allowed to call the API from a browser (comma-separated); none by default
+    cors_origins: str = ""
+
     # Azure Blob credentials (read from the standard AZURE_STORAGE_* variables).
     azure_account_name: str | None = None
     azure_account_key: str | None = Field(default=None, repr=False)
@@ -103,6 +121,44 @@ class Settings(BaseModel):
         if not v.startswith("sc://"):
             raise ValueError("must be a Spark Connect URL sc://host:port[/;param=value...]")
         return v
+
+    @field_validator("rate_limit", "rate_limit_ip", "rate_limit_files")
+    @classmethod
+    def _rate(cls, v: str) -> str:
+        v = v.strip()
+        if v.lower() in {"", "off", "none"}:
+            return ""
+        from limits import parse_many
+
+        try:
+            parse_many(v)
+        except ValueError:
+            raise ValueError(
+                f"{v!r} is not a rate limit: use e.g. 600/minute or 10/second;600/minute, or off"
+            ) from None
+        return v
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _rate_storage(cls, v: str) -> str:
+        if "://" not in v:
+            raise ValueError("must be a storage URI: memory://, redis://host:6379, ...")
+        return v
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _cors(cls, v: str) -> str:
+        for origin in (o.strip() for o in v.split(",")):
+            if origin and origin != "*" and not CORS_ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: use scheme://host[:port] (no path), "
+                    "comma-separated, or *"
+                )
+        return v
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def keyring_path(self) -> Path:
@@ -144,7 +200,7 @@ class Settings(BaseModel):
             if name.startswith("azure_"):
                 continue
             raw = env.get(PREFIX + name.upper())
-            if raw not in (None, ""):
+            if raw not in (None, "") or (raw == "" and name in EMPTY_MEANS_OFF):
                 values[name] = raw
         azure = {
             "azure_account_name": "AZURE_STORAGE_ACCOUNT_NAME",

@@ -8,7 +8,18 @@ from flask import Flask, Response, g
 from werkzeug.exceptions import HTTPException
 
 from stratus import ui
-from stratus.api import audit_api, auth, lineage, meta, sharing, sql, tables, unity_catalog, weather
+from stratus.api import (
+    audit_api,
+    auth,
+    lineage,
+    meta,
+    security,
+    sharing,
+    sql,
+    tables,
+    unity_catalog,
+    weather,
+)
 from stratus.api.jobs import bp as jobs_bp
 from stratus.api.problems import Problem, from_catalog_error, from_http_exception
 from stratus.api.state import EXTENSION
@@ -33,6 +44,8 @@ def create_app(
     stratus = stratus or Stratus.from_settings(settings)
     stratus.bootstrap()
     app.extensions[EXTENSION] = stratus
+    # size limits, rate limiter, CORS, security headers (its before_request runs first)
+    security.install(app, stratus.settings)
     auth.install(app, enabled=auth_enabled)
     app.register_blueprint(meta.bp)
     app.register_blueprint(weather.bp)

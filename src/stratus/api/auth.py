@@ -1,8 +1,11 @@
 """Authentication and auditing around every request; the identity handlers act for.
 
-Every request except the open ones (health, version, API description, docs) must carry a bearer
-token. Handlers call :func:`audit` to say which securable they touch; the record is written (with
-the outcome and status) after the response, allowed, denied or failed alike.
+Every request except the open ones (health, version, API description, docs) and the OPTIONS
+requests Flask answers itself (CORS preflights) must carry a bearer token. Once the caller is
+known, or has failed to authenticate, the request is counted against its rate limit
+(:mod:`stratus.api.security`). Handlers call :func:`audit` to say which securable they touch;
+the record is written (with the outcome and status) after the response, allowed, denied or
+failed alike.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
+from stratus.api.security import check_rate_limit
 from stratus.api.state import platform
 from stratus.catalog.errors import CatalogError
 from stratus.security.audit import AuditRecord
@@ -22,6 +26,22 @@ from stratus.security.governance import LOCAL_ADMIN
 OPEN_PATHS = ("/health", "/version", "/openapi.json", "/ui")
 # /ui: the Explorer authenticates its own sign-in sessions (stratus.ui)
 OPEN_PREFIXES = ("/docs", "/ui/", "/delta-sharing/")  # /delta-sharing: recipient tokens
+
+
+# blueprints under OPEN_PREFIXES that authenticate their callers themselves (and then call
+# check_rate_limit): the Explorer's sessions, Delta Sharing's recipient tokens
+SELF_AUTHENTICATING = ("ui", "sharing.delta_sharing")
+
+
+def _automatic_options() -> bool:
+    """An OPTIONS request Flask answers by itself (the allowed methods; a CORS preflight):
+    it runs no handler, so it needs no credentials."""
+    rule = request.url_rule
+    return (
+        request.method == "OPTIONS"
+        and rule is not None
+        and bool(getattr(rule, "provide_automatic_options", False))
+    )
 
 
 def current_identity() -> Identity:
@@ -54,16 +74,24 @@ def install(app: Flask, *, enabled: bool = True) -> None:
         g.started = dt.datetime.now(dt.UTC)
         if not enabled:
             g.identity = LOCAL_ADMIN
+            check_rate_limit(LOCAL_ADMIN.name)
+            return
+        if _automatic_options():
+            check_rate_limit()  # per client IP
             return
         if request.path in OPEN_PATHS or request.path.startswith(OPEN_PREFIXES):
-            return
+            if request.blueprint not in SELF_AUTHENTICATING:
+                check_rate_limit()  # per client IP (/health is never limited)
+            return  # else the blueprint authenticates, then checks the rate limit
         try:
             g.identity = platform().governance.authenticator.authenticate(
                 request.headers.get("Authorization")
             )
         except CatalogError:
             g.identity = None
+            check_rate_limit()  # failed authentication: per client IP
             raise
+        check_rate_limit(g.identity.name)
 
     @app.after_request
     def _record(resp: Response) -> Response:

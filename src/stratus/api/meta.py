@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from importlib.metadata import version as pkg_version
+from importlib.resources import files
 
 from flask import Blueprint, Response, send_from_directory
-from swagger_ui_bundle import swagger_ui_path
 
 from stratus import __version__
 from stratus.api.encoding import json_response
@@ -13,6 +13,9 @@ from stratus.api.openapi import spec
 from stratus.api.state import platform
 
 bp = Blueprint("meta", __name__)
+
+# Swagger UI 5 (renders OpenAPI 3.1), vendored from npm beside the Explorer's libraries
+SWAGGER_UI = str(files("stratus.ui") / "static" / "vendor" / "swagger-ui")
 
 _DOCS_HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Stratus API</title>
@@ -23,7 +26,15 @@ _DOCS_HTML = """<!doctype html>
 """
 _DOCS_INIT = (
     'window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", '
-    "deepLinking: true});\n"
+    "deepLinking: true, validatorUrl: null});\n"
+)
+# Swagger UI, served from this host only: its script and styles are files (no inline script or
+# style: checked in Chromium, loading, expanding and "Try it out"), its icons data: SVGs in the
+# CSS, "Try it out" calls this API
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; connect-src 'self'; font-src 'self'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
 )
 
 
@@ -52,7 +63,9 @@ def openapi() -> Response:
 
 @bp.get("/docs")
 def docs() -> Response:
-    return Response(_DOCS_HTML, mimetype="text/html")
+    resp = Response(_DOCS_HTML, mimetype="text/html")
+    resp.headers["Content-Security-Policy"] = DOCS_CSP
+    return resp
 
 
 @bp.get("/docs/init.js")
@@ -62,4 +75,4 @@ def docs_init() -> Response:
 
 @bp.get("/docs/static/<path:filename>")
 def docs_static(filename: str) -> Response:
-    return send_from_directory(swagger_ui_path, filename, max_age=3600)
+    return send_from_directory(SWAGGER_UI, filename, max_age=3600)

@@ -9,6 +9,27 @@ from flask import Response, request
 from werkzeug.exceptions import HTTPException
 
 PROBLEM_JSON = "application/problem+json"
+# Unity Catalog clients read error_code (and message) on every error under the UC prefix, those
+# raised before any UC handler runs (unknown path or method, size and rate limits) included; the
+# names are those of the UC OSS server.
+UC_PREFIX = "/api/2.1/unity-catalog"
+_UC_ERROR_CODES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    409: "ALREADY_EXISTS",
+    429: "RESOURCE_EXHAUSTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+def _uc_error_code(status: int) -> str | None:
+    if not (request and request.path.startswith(UC_PREFIX)):
+        return None
+    return _UC_ERROR_CODES.get(status, "INTERNAL" if status >= 500 else "INVALID_ARGUMENT")
 
 
 class Problem(Exception):
@@ -46,8 +67,9 @@ class Problem(Exception):
             doc["parameter"] = self.parameter
         if self.errors:
             doc["errors"] = self.errors
-        if self.error_code:  # Unity Catalog clients read these two
-            doc["error_code"] = self.error_code
+        error_code = self.error_code or _uc_error_code(self.status)
+        if error_code:  # Unity Catalog clients read these two
+            doc["error_code"] = error_code
             doc["message"] = self.detail
         return doc
 

@@ -5,8 +5,29 @@ from __future__ import annotations
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 from stratus.config import Settings
+
+SIGNED_FILES = "/delta-sharing/files/"
+# request atoms that may carry credentials or PII: never available to the access log format
+_SECRET_ATOMS = ("r", "q", "f", "{authorization}i", "{cookie}i", "{referer}i")
+
+
+class AccessLogger(Logger):  # type: ignore[misc]
+    """gunicorn's logger, minus secrets: Delta Sharing's signed file URLs (the path is the
+    credential) become ``/delta-sharing/files/<signed>``, and the request line, query string,
+    referrer, Authorization and Cookie are blanked whatever the format names."""
+
+    def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
+        atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
+        path = str(atoms.get("U") or "")
+        if path.startswith(SIGNED_FILES):
+            atoms["U"] = SIGNED_FILES + "<signed>"
+        for key in _SECRET_ATOMS:
+            if key in atoms:
+                atoms[key] = "-"
+        return atoms
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -26,6 +47,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "accesslog": "-" if self.settings.access_log else None,
             # the path without the query string: filters may carry PII (?email=...)
             "access_log_format": '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s"',
+            "logger_class": AccessLogger,
             "loglevel": self.settings.log_level.lower(),
             # no control socket in $HOME: the container user has no writable home
             "control_socket_disable": True,

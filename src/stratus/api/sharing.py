@@ -57,6 +57,7 @@ from werkzeug.wsgi import wrap_file
 
 from stratus.api.auth import audit, current_identity
 from stratus.api.encoding import json_response
+from stratus.api.security import check_rate_limit
 from stratus.api.state import platform
 from stratus.catalog.errors import CatalogError, InvalidArgument
 from stratus.lakehouse.storage import StorageError
@@ -172,9 +173,15 @@ def _authenticate() -> None:
     else:
         g.sharing_securable = (None, None)
     if endpoint == "download":  # the signed URL is the credential
+        check_rate_limit(kind="files")  # per client IP, a limit of their own
         return
-    ctx = _svc().authenticate(request.headers.get("Authorization"))
+    try:
+        ctx = _svc().authenticate(request.headers.get("Authorization"))
+    except CatalogError:
+        check_rate_limit()  # failed authentication: per client IP
+        raise
     g.recipient, g.recipient_name = ctx, ctx.name
+    check_rate_limit(f"recipient:{ctx.id}")
 
 
 @protocol.after_request

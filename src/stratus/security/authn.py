@@ -11,6 +11,7 @@ PEM key, and a claim (``STRATUS_OIDC_PRINCIPAL_CLAIM``) names an existing princi
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ from stratus.catalog.metastore import TOKEN_PREFIX, MetastoreService, hash_token
 from stratus.security.authz import Authorizer, Identity
 
 CACHE_SECONDS = 5.0
+# the one answer to every bearer token that does not authenticate, whatever the reason
+INVALID = "invalid or expired token"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,11 +79,12 @@ class Authenticator:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("Authorization must be 'Bearer <token>'")
-        if token.startswith(TOKEN_PREFIX):
-            return self._api_token(token)
-        if self.oidc and token.count(".") == 2:
+        if self.oidc and token.count(".") == 2 and not token.startswith(TOKEN_PREFIX):
             return self._jwt(token)
-        raise Unauthenticated("invalid or expired token")
+        # Anything else takes the API token path, malformed or not: hashed and looked up like a
+        # real token, so an unknown, malformed, revoked or expired token (or one of a disabled
+        # principal) costs the same work and gets the same answer.
+        return self._api_token(token)
 
     def _api_token(self, token: str) -> Identity:
         key = hash_token(token)
@@ -94,7 +99,7 @@ class Authenticator:
                 return hit[1]
         principal = self.metastore.resolve_token(token)
         if principal is None:
-            raise Unauthenticated("invalid or expired token")
+            raise Unauthenticated(INVALID)
         ident = self.authorizer.identity(principal)
         with self._lock:
             self._cache[key] = (now + self._cache_seconds(key), ident)
@@ -124,14 +129,22 @@ class Authenticator:
                 options={"require": ["exp", "iss"], "verify_aud": cfg.audience is not None},
             )
         except (jwt.PyJWTError, OSError, ValueError):
-            raise Unauthenticated("invalid or expired token") from None
+            raise Unauthenticated(INVALID) from None
+        except Unauthenticated:  # OIDC without a key source: the operator's log says so
+            log.error("OIDC bearer token refused: no JWKS URL or public key is configured")
+            raise Unauthenticated(INVALID) from None
+        # a validly signed token for no usable principal: the same answer as a wrong token (the
+        # reason goes to the log, without the token)
         name = claims.get(cfg.claim)
         if not isinstance(name, str) or not name:
-            raise Unauthenticated(f"token has no {cfg.claim} claim")
+            log.warning("OIDC bearer token refused: no string %r claim", cfg.claim)
+            raise Unauthenticated(INVALID)
         try:
             principal = self.metastore.get_principal(name)
         except Exception:
-            raise Unauthenticated("token names an unknown principal") from None
+            log.warning("OIDC bearer token refused: its %r claim names no principal", cfg.claim)
+            raise Unauthenticated(INVALID) from None
         if not principal.active:
-            raise Unauthenticated("principal is disabled")
+            log.warning("OIDC bearer token refused: the principal it names is disabled")
+            raise Unauthenticated(INVALID)
         return self.authorizer.identity(principal)

@@ -88,6 +88,8 @@ ENDPOINT_ENV = "STRATUS_SHARING_ENDPOINT"
 # How long this process trusts what it read from the metastore (a recipient's token, a shared
 # table's settings) without reading it again; changes made in this process apply at once.
 TOKEN_CACHE_SECONDS = 5.0
+# the one answer to every recipient token that does not authenticate, whatever the reason
+INVALID_TOKEN = "invalid or expired token"  # noqa: S105 - a message, not a secret
 # Clients read a file in several requests (HEAD, footer, column chunks): one audit record per
 # recipient token and file in this many seconds (refusals are always recorded).
 DOWNLOAD_AUDIT_SECONDS = 60.0
@@ -769,14 +771,13 @@ class SharingService:
                 .join(sm.Recipient, sm.RecipientToken.recipient_id == sm.Recipient.id)
                 .where(sm.RecipientToken.token_hash == key)
             ).first()
+        # unknown, malformed, revoked or expired: the same lookup, the same answer
         if row is None:
-            raise Unauthenticated("invalid token")
+            raise Unauthenticated(INVALID_TOKEN)
         tok, rcpt = row
-        if tok.revoked_at is not None:
-            raise Unauthenticated("the token has been revoked")
         expires = _aware(tok.expires_at)
-        if expires is not None and expires <= _now():
-            raise Unauthenticated("the token has expired")
+        if tok.revoked_at is not None or (expires is not None and expires <= _now()):
+            raise Unauthenticated(INVALID_TOKEN)
         ctx = RecipientContext(rcpt.id, rcpt.name, tok.id)
         seconds = TOKEN_CACHE_SECONDS
         if expires is not None:  # never trusted past its expiry

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from stratus.api.problems import Problem, from_catalog_error
+from stratus.api.security import check_rate_limit
 from stratus.api.state import platform
 from stratus.catalog import models as m
 from stratus.catalog.errors import CatalogError
@@ -173,6 +174,8 @@ def _resolve_session() -> Response | None:
                 store().delete(cookie)
             else:
                 g.ui_session, g.identity = sess, ident
+    # per signed-in principal (the same budget as its API calls), else per client IP
+    check_rate_limit(g.identity.name if g.identity is not None else None)
     if request.method not in SAFE_METHODS:
         _check_origin()
         if request.endpoint not in PUBLIC_ENDPOINTS:
