@@ -79,11 +79,14 @@ def _instant(value: object) -> Instant:
             day = dt.date.fromisoformat(match["date"])
             return Instant(at=dt.datetime.combine(day, dt.time(), dt.UTC), date_only=True)
         stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=dt.UTC)
+        at = stamp.astimezone(dt.UTC)
     except ValueError:
         raise ValueError(f"{text} is not a valid date or time") from None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=dt.UTC)
-    return Instant(at=stamp.astimezone(dt.UTC), date_only=False)
+    except OverflowError:  # e.g. 9999-12-31T23:00-05:00 is in the year 10000 in UTC
+        raise ValueError(f"{text} is out of range in UTC (years 1 to 9999)") from None
+    return Instant(at=at, date_only=False)
 
 
 def _text(value: object) -> str:
@@ -112,7 +115,10 @@ class AuditParams(BaseModel):
         high = None
         if self.until is not None:
             step = dt.timedelta(days=1) if self.until.date_only else dt.timedelta(microseconds=1)
-            high = self.until.at + step
+            try:
+                high = self.until.at + step
+            except OverflowError:  # until the end of 9999: no upper bound
+                high = None
         return low, high
 
 

@@ -13,7 +13,7 @@ from flask import Blueprint, Response, request
 from flask.sansio.blueprints import BlueprintSetupState
 
 from stratus.api.auth import audit, current_identity
-from stratus.api.encoding import json_response
+from stratus.api.encoding import json_response, request_json
 from stratus.api.problems import Problem, invalid_parameter
 from stratus.api.state import EXTENSION, platform
 from stratus.jobs.store import JobRecord
@@ -58,7 +58,7 @@ def _audit_params(body: object, key: str | None) -> dict[str, Any]:
 
 @bp.post("")
 def submit() -> Response:
-    body = request.get_json(silent=True)
+    body = request_json()
     key = request.headers.get("Idempotency-Key")
     output = body.get("output") if isinstance(body, dict) else None
     target = output if isinstance(output, str) else None

@@ -5,21 +5,26 @@ Body ``{"statement": "...", "parameters": {...}}``: parameters bind ``:name`` pl
 or ``parquet`` returns the rows as a file (the envelope then travels in ``X-*`` headers).
 JSON: ``{"statement_id", "statement_type", "columns": [{"name", "type"}], "row_count",
 "truncated", "affected_rows", "table", "count", "data": [{column: value}]}`` (decimals as strings,
-binary as base64). Errors are problem documents: a syntax error names its line and column, an
-unsupported statement the construct, a denied one the missing privilege.
+binary as base64, a repeated column name made unique: ``date``, ``date_2``). Errors are problem
+documents: a syntax error names its line and column, an unsupported statement the construct, a
+denied one the missing privilege.
 """
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from flask import Blueprint, Response, g, request
 
 from stratus.api.auth import audit, current_identity
-from stratus.api.encoding import FORMATS, json_response, rows, table_response
+from stratus.api.encoding import (
+    FORMATS,
+    json_response,
+    json_rows,
+    request_json,
+    table_response,
+    unique_names,
+)
 from stratus.api.problems import Problem, invalid_parameter
 from stratus.api.state import platform
 from stratus.sql.errors import SqlSyntaxError, SqlTimeout
@@ -56,7 +61,7 @@ def _timeout(exc: SqlTimeout) -> Response:
 
 
 def _body() -> tuple[str, Any]:
-    data = request.get_json(silent=True)
+    data = request_json()
     if not isinstance(data, dict):
         raise invalid_parameter("body", 'must be a JSON object {"statement": "..."}')
     unknown = sorted(set(data) - {"statement", "parameters"})
@@ -93,41 +98,13 @@ def execute() -> Response:
     stmt = service.parse(text)
     audit("executeSql", *service.securable(stmt), params)
     result = service.run(stmt, parameters, current_identity())
-    envelope = result.envelope()
-    if fmt == "json":
+    if fmt == "json":  # one key per column, even where a result repeats a name
+        result.data = result.data.rename_columns(unique_names(result.data.column_names))
         return json_response(
-            {**envelope, "count": result.data.num_rows, "data": _json_rows(result.data)}
+            {**result.envelope(), "count": result.data.num_rows, "data": json_rows(result.data)}
         )
-    resp = table_response(result.data, fmt, envelope, f"sql-{result.statement_id}")
+    resp = table_response(result.data, fmt, result.envelope(), f"sql-{result.statement_id}")
     resp.headers["X-Statement-Id"] = result.statement_id
     resp.headers["X-Statement-Type"] = result.statement_type
     resp.headers["X-Truncated"] = "true" if result.truncated else "false"
     return resp
-
-
-def _json_rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Rows with values JSON can carry exactly: decimals as strings, binary as base64."""
-    columns = []
-    for f in table.schema:
-        col = table.column(f.name)
-        t = f.type
-        if pa.types.is_decimal(t):
-            col = pc.cast(col, pa.string())
-        elif pa.types.is_binary(t) or pa.types.is_large_binary(t):
-            col = pa.array(
-                [None if v is None else base64.b64encode(v).decode() for v in col.to_pylist()],
-                pa.string(),
-            )
-        elif not (
-            pa.types.is_integer(t)
-            or pa.types.is_floating(t)
-            or pa.types.is_boolean(t)
-            or pa.types.is_string(t)
-            or pa.types.is_large_string(t)
-            or pa.types.is_date(t)
-            or pa.types.is_timestamp(t)
-            or pa.types.is_null(t)
-        ):
-            col = pa.array([None if v is None else str(v) for v in col.to_pylist()], pa.string())
-        columns.append(col)
-    return rows(pa.Table.from_arrays(columns, names=table.column_names)) if columns else []

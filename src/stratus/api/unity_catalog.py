@@ -60,7 +60,7 @@ from pydantic import (
 
 from stratus.api.auth import audit, current_identity
 from stratus.api.encoding import json_response
-from stratus.api.problems import Problem
+from stratus.api.problems import UC_PREFIX, Problem
 from stratus.api.state import platform
 from stratus.catalog import registry, wire
 from stratus.catalog.errors import InvalidArgument, NotFound, PermissionDenied
@@ -68,7 +68,7 @@ from stratus.catalog.metastore import PRIVILEGES, MetastoreService, Page, check_
 from stratus.security.authz import Authorizer, Identity
 from stratus.tables.protect import PII_TAG
 
-PREFIX = "/api/2.1/unity-catalog"
+PREFIX = UC_PREFIX
 SERVICE = "unityCatalog"
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000

@@ -25,6 +25,7 @@ salary that is not a number) becomes ``***``: a mask never falls back to the pla
 
 from __future__ import annotations
 
+import base64
 import decimal
 import math
 import os
@@ -65,6 +66,13 @@ def _as_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
         values = values.dictionary_decode()
     if values.type == pa.large_string():
         return values.cast(pa.string())
+    t = values.type
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        # bytes need not be UTF-8 (a cast would fail): mask their base64 text
+        return pa.array(
+            [None if v is None else base64.b64encode(v).decode() for v in values.to_pylist()],
+            pa.string(),
+        )
     if values.type != pa.string():
         return pc.cast(values, pa.string())
     return values

@@ -53,7 +53,7 @@ from stratus.lineage.model import ColumnEdge, LineageEvent
 from stratus.security.authz import Identity
 from stratus.security.governance import ADMIN, LOCAL_ADMIN
 from stratus.sql import parse as p
-from stratus.sql.errors import SqlExecutionError, UnsupportedStatement
+from stratus.sql.errors import SqlExecutionError, SqlSyntaxError, UnsupportedStatement
 from stratus.sql.execution import (
     Parameters,
     Reader,
@@ -107,6 +107,13 @@ class SqlResult:
         }
 
 
+def _check_parts(parts: Sequence[str]) -> None:
+    """A quoted name part (`a.b`) may hold what a name cannot: '.' would change its meaning."""
+    for part in parts:
+        if not part or "." in part:
+            raise InvalidArgument(f"{part!r} is not a valid name: names cannot contain '.'")
+
+
 def _empty() -> pa.Table:
     return pa.table({})
 
@@ -144,7 +151,10 @@ class SqlService:
 
     # ---- entry points --------------------------------------------------------------------
     def parse(self, text: str) -> p.Statement:
-        return p.parse(text)
+        try:
+            return p.parse(text)
+        except RecursionError:  # sqlglot's parser recurses once per nesting level
+            raise SqlSyntaxError("the statement is nested too deeply") from None
 
     def execute(self, text: str, parameters: Any = None, who: Identity = LOCAL_ADMIN) -> SqlResult:
         return self.run(self.parse(text), parameters, who)
@@ -167,7 +177,10 @@ class SqlService:
             p.SHOW_TABLES: self._show_tables,
             p.SHOW_SCHEMAS: self._show_schemas,
         }[stmt.kind]
-        result: SqlResult = handler(sid, stmt, params, who)
+        try:
+            result: SqlResult = handler(sid, stmt, params, who)
+        except RecursionError:  # rewriting or printing a deeply nested tree
+            raise UnsupportedStatement("expressions nested this deeply") from None
         return result
 
     def securable(self, stmt: p.Statement) -> tuple[str | None, str | None]:
@@ -196,6 +209,7 @@ class SqlService:
 
     # ---- names ---------------------------------------------------------------------------
     def resolve_table(self, parts: Sequence[str]) -> str:
+        _check_parts(parts)
         if len(parts) == 1:
             parts = (DEFAULT_CATALOG, DEFAULT_SCHEMA, *parts)
         elif len(parts) == 2:
@@ -205,6 +219,7 @@ class SqlService:
         return ".".join(parts)
 
     def resolve_schema(self, parts: Sequence[str]) -> str:
+        _check_parts(parts)
         if len(parts) == 1:
             parts = (DEFAULT_CATALOG, *parts)
         if len(parts) != 2:
