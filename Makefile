@@ -32,14 +32,16 @@ run: $(STAMP)
 	$(BIN)/stratus sample-data --load --if-empty
 	$(BIN)/stratus serve
 
-## make test: install with test extras and the Azurite emulator, lint, run the whole suite: the
+## make test: install with test extras and the Azurite emulator, lint (ruff, with its bandit
+## "S" rules), audit the installed dependencies against PyPI's advisories, run the whole suite: the
 ## quick tests, the Spark Connect engine tests (marker `spark`: a local Spark Connect server from
 ## pyspark, Java 17) and the podman image build/run test (marker `container`: installs podman and
 ## mmdebstrap with apt as root, builds the base image and a wheelhouse). The pytest fixtures start
 ## Azurite, Spark Connect and the container, and stop them when the run ends.
 test: $(STAMP) $(AZURITE) chromium
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/python scripts/audit_dependencies.py
 	STRATUS_AZURITE_BIN=$(abspath $(AZURITE)) $(BIN)/pytest
 
 ## make test-quick: the same without the slow `spark` and `container` markers (a few minutes)
@@ -47,12 +49,12 @@ test-quick: $(STAMP) $(AZURITE) chromium
 	STRATUS_AZURITE_BIN=$(abspath $(AZURITE)) $(BIN)/pytest -m "not container and not spark"
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks scripts
+	$(BIN)/ruff check --fix src tests benchmarks scripts
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/query.py
