@@ -802,3 +802,31 @@ def test_the_same_sql_on_azure_blob_storage(tmp_path: Path, azurite: str) -> Non
         ]
     finally:
         stratus.close()
+
+
+def test_the_engine_names_each_arrow_type_exactly_in_duckdb() -> None:
+    """One mapping for SQL casts, generic-table casts and partition constants: a decimal stays a
+    decimal of its precision, a 32-bit integer an INTEGER, binary a BLOB."""
+    import duckdb
+    import pyarrow as pa
+
+    from stratus.engine.local import duck_type
+
+    cases = {
+        pa.int8(): "TINYINT",
+        pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT",
+        pa.float32(): "FLOAT",
+        pa.float64(): "DOUBLE",
+        pa.decimal128(6, 2): "DECIMAL(6,2)",
+        pa.bool_(): "BOOLEAN",
+        pa.date32(): "DATE",
+        pa.timestamp("us"): "TIMESTAMP",
+        pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
+        pa.binary(): "BLOB",
+        pa.string(): "VARCHAR",
+    }
+    assert {t: duck_type(t) for t in cases} == cases
+    con = duckdb.connect()
+    for name in cases.values():  # each is a type DuckDB accepts in a cast
+        con.execute(f"SELECT CAST(NULL AS {name})").fetchall()

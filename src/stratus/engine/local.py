@@ -37,17 +37,30 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _duck_type(t: pa.DataType) -> str:
+def duck_type(t: pa.DataType) -> str:
+    """The DuckDB type holding exactly the values of an Arrow type (for casts)."""
+    if pa.types.is_int8(t):
+        return "TINYINT"
+    if pa.types.is_int16(t):
+        return "SMALLINT"
+    if pa.types.is_int32(t):
+        return "INTEGER"
+    if pa.types.is_integer(t):
+        return "BIGINT"
+    if pa.types.is_float32(t):
+        return "FLOAT"
+    if pa.types.is_floating(t):
+        return "DOUBLE"
+    if pa.types.is_decimal(t):
+        return f"DECIMAL({t.precision},{t.scale})"
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
     if pa.types.is_date(t):
         return "DATE"
     if pa.types.is_timestamp(t):
-        return "TIMESTAMP"
-    if pa.types.is_integer(t):
-        return "BIGINT"
-    if pa.types.is_floating(t):
-        return "DOUBLE"
-    if pa.types.is_boolean(t):
-        return "BOOLEAN"
+        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return "BLOB"
     return "VARCHAR"
 
 
@@ -127,7 +140,7 @@ class LocalEngine:
                 if field.name in consts:
                     value = consts[field.name]
                     literal = "NULL" if value is None else _sql_str(value)
-                    cols.append(f'CAST({literal} AS {_duck_type(field.type)}) AS "{field.name}"')
+                    cols.append(f'CAST({literal} AS {duck_type(field.type)}) AS "{field.name}"')
                 else:
                     cols.append(f'"{field.name}"')
             files = ", ".join(_sql_str(p) for p in paths)

@@ -38,11 +38,10 @@ from sqlglot import exp
 from stratus.catalog.errors import InvalidArgument
 from stratus.catalog.registry import TableSpec
 from stratus.engine import LocalEngine, TableScan
-from stratus.engine.local import io_failure
+from stratus.engine.local import duck_type, io_failure
 from stratus.lakehouse.storage import Storage, unavailable
 from stratus.lakehouse.tables import Lakehouse
 from stratus.sql.errors import SqlExecutionError, SqlTimeout
-from stratus.sql.types import duck_type
 from stratus.tables.protect import ColumnProtector
 
 Scalar = str | int | float | bool | None

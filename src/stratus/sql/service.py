@@ -49,6 +49,7 @@ from stratus.catalog.errors import AlreadyExists, InvalidArgument, NotFound, Per
 from stratus.catalog.metastore import PRIVILEGES, check_name
 from stratus.catalog.registry import TableSpec
 from stratus.catalog.specs import KEY_PROPERTY
+from stratus.engine.local import duck_type
 from stratus.lineage.model import ColumnEdge, LineageEvent
 from stratus.security.authz import Identity
 from stratus.security.governance import ADMIN, LOCAL_ADMIN
@@ -65,7 +66,7 @@ from stratus.sql.execution import (
     valid_column_name,
 )
 from stratus.sql.lineage_edges import DIRECT, LineageUnavailable, column_edges
-from stratus.sql.types import arrow_from_sql, column_dict, duck_type, storable, type_text
+from stratus.sql.types import arrow_from_sql, column_dict, storable, type_text
 from stratus.tables.protect import PII_TAG
 
 if TYPE_CHECKING:

@@ -57,33 +57,6 @@ def arrow_from_sql(dtype: exp.DataType, column: str) -> pa.DataType:
     return found
 
 
-def duck_type(t: pa.DataType) -> str:
-    """The DuckDB type holding exactly the values of an Arrow type (for casts)."""
-    if pa.types.is_int8(t):
-        return "TINYINT"
-    if pa.types.is_int16(t):
-        return "SMALLINT"
-    if pa.types.is_int32(t):
-        return "INTEGER"
-    if pa.types.is_integer(t):
-        return "BIGINT"
-    if pa.types.is_float32(t):
-        return "FLOAT"
-    if pa.types.is_floating(t):
-        return "DOUBLE"
-    if pa.types.is_decimal(t):
-        return f"DECIMAL({t.precision},{t.scale})"
-    if pa.types.is_boolean(t):
-        return "BOOLEAN"
-    if pa.types.is_date(t):
-        return "DATE"
-    if pa.types.is_timestamp(t):
-        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        return "BLOB"
-    return "VARCHAR"
-
-
 def type_text(t: pa.DataType) -> str:
     """Databricks type text (``bigint``, ``decimal(6,2)``, ...) of an Arrow type."""
     return uc_type(t)[1]

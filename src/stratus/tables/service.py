@@ -30,7 +30,7 @@ from stratus.catalog.registry import TableSpec
 from stratus.catalog.specs import KEY_PROPERTY, spec_from_table
 from stratus.catalog.types import column_info
 from stratus.engine import LocalEngine, TableScan
-from stratus.engine.local import _duck_type
+from stratus.engine.local import duck_type
 from stratus.ingest.readers import IngestInputError, detect_format
 from stratus.ingest.service import file_sha256
 from stratus.lakehouse.tables import Lakehouse
@@ -242,12 +242,12 @@ class TableService:
         for f in spec.schema:
             name = _ident(f.name)
             if f.name not in incoming.column_names:
-                typed.append(f"CAST(NULL AS {_duck_type(f.type)}) AS {name}")
+                typed.append(f"CAST(NULL AS {duck_type(f.type)}) AS {name}")
                 continue
-            cast = f"TRY_CAST({name} AS {_duck_type(f.type)})"
+            cast = f"TRY_CAST({name} AS {duck_type(f.type)})"
             typed.append(f"{cast} AS {name}")
             shown = "a value" if f.name in pii else f"'||CAST({name} AS VARCHAR)||'"
-            what = f"{f.name}: {shown} is not {_duck_type(f.type)}"
+            what = f"{f.name}: {shown} is not {duck_type(f.type)}"
             reasons.append(f"CASE WHEN {name} IS NOT NULL AND {cast} IS NULL THEN '{what}' END")
             if f.name in spec.key:
                 reasons.append(f"CASE WHEN {name} IS NULL THEN '{f.name}: missing (key)' END")
@@ -367,7 +367,7 @@ class TableService:
                 where.append(f"{_ident(token_column(column))} IN ({', '.join('?' for _ in toks)})")
                 params += toks
                 continue
-            ftype = _duck_type(spec.schema.field(column).type)
+            ftype = duck_type(spec.schema.field(column).type)
             where.append(f"{_ident(column)} = CAST(? AS {ftype})")
             params.append(typed)
         if cursor:
@@ -507,7 +507,7 @@ def _filter_value(f: pa.Field, value: str) -> Any:
         return pa.array([value], pa.string()).cast(f.type)[0].as_py()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         raise InvalidArgument(
-            f"the value to filter {f.name} on is not a valid {_duck_type(f.type)}",
+            f"the value to filter {f.name} on is not a valid {duck_type(f.type)}",
             parameter=f.name,
         ) from None
 
