@@ -613,7 +613,8 @@ def list_tables() -> Response:
 @uc.get("/tables/<full_name>")
 def get_table(full_name: str) -> Response:
     _audit("getTable", "table", full_name)
-    _only("read_streaming_table_as_managed", "read_materialized_view_as_managed")
+    # full_name: Polars repeats the path's name in the query
+    _only("read_streaming_table_as_managed", "read_materialized_view_as_managed", "full_name")
     _bool_arg("read_streaming_table_as_managed")
     _bool_arg("read_materialized_view_as_managed")
     name = _key("table", full_name)

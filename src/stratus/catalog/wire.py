@@ -2,9 +2,22 @@
 
 Pure functions, no Flask: the field names and types are exactly those of the Unity Catalog OSS
 OpenAPI document (``CatalogInfo``, ``SchemaInfo``, ``TableInfo``/``ColumnInfo``, ``VolumeInfo``,
-``PermissionsList``, ``GetMetastoreSummaryResponse``). Absent values are left out rather than
-sent as ``null`` (the spec has no nullable fields), timestamps are epoch milliseconds and
+``PermissionsList``, ``GetMetastoreSummaryResponse``), timestamps are epoch milliseconds and
 properties are string-to-string maps.
+
+Every client in use must accept these shapes, and their models are stricter than the spec:
+
+- Polars (``polars.Catalog``) requires ``created_at`` and ``updated_at`` on catalogs, schemas and
+  tables, and ``table_id``; delta-rs (``uc://``) requires a table's ``properties``,
+  ``storage_location``, ``data_source_format``, ``columns``, ``created_at``, ``updated_at`` and
+  ``table_id``, and every column's ``position`` and ``nullable``.
+- So those are always sent: ``updated_at``/``updated_by`` equal ``created_at``/``created_by``
+  until the first update, ``properties`` is ``{}`` and ``columns`` ``[]`` when empty, and each
+  column carries its ordinal ``position`` (its index when none was stored), ``nullable`` (true
+  unless stored false), ``type_name``, ``type_text`` and ``type_json``.
+- A value Stratus does not know (a comment never set) is left out rather than sent as ``null``:
+  no field of the spec is ``nullable``, so ``null`` would break it (and schemathesis checks every
+  response against it); every client above reads a missing optional field as unset.
 """
 
 from __future__ import annotations
@@ -112,12 +125,16 @@ def properties(value: Mapping[str, Any] | None) -> dict[str, str]:
 
 
 def _audit_fields(obj: Any) -> dict[str, Any]:
+    """Owner and timestamps; never updated: ``updated_*`` = ``created_*`` (Polars and delta-rs
+    need ``updated_at``)."""
+    created = m.epoch_ms(obj.created_at)
+    updated = m.epoch_ms(obj.updated_at) if obj.updated_at is not None else None
     return {
         "owner": obj.owner,
-        "created_at": m.epoch_ms(obj.created_at),
+        "created_at": created,
         "created_by": obj.created_by,
-        "updated_at": m.epoch_ms(obj.updated_at),
-        "updated_by": obj.updated_by,
+        "updated_at": created if updated is None else updated,
+        "updated_by": obj.updated_by or obj.created_by,
     }
 
 
@@ -149,21 +166,36 @@ def schema_info(s: m.Schema) -> dict[str, Any]:
     )
 
 
-def column_info(col: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored column as a ColumnInfo (only the spec's fields)."""
-    return _compact({k: col.get(k) for k in COLUMN_FIELDS})
+def column_info(col: Mapping[str, Any], index: int = 0) -> dict[str, Any]:
+    """A stored column as a ColumnInfo (only the spec's fields): ``position`` (``index`` when
+    none was stored) and ``nullable`` always present, type text and JSON derived for the simple
+    types when missing (delta-rs and Polars need all of them)."""
+    out = {k: col.get(k) for k in COLUMN_FIELDS}
+    if out["position"] is None:
+        out["position"] = index
+    if out["nullable"] is None:
+        out["nullable"] = True
+    simple = _SIMPLE_TYPES.get(out["type_name"] or "")
+    if simple is not None:
+        out["type_text"] = out["type_text"] or simple[0]
+        if out["type_json"] is None:
+            out["type_json"] = orjson.dumps(
+                {"name": out["name"], "type": simple[1], "nullable": out["nullable"], "metadata": {}}
+            ).decode()
+    return _compact(out)
 
 
 def table_info(t: m.Table) -> dict[str, Any]:
-    columns = sorted(t.columns or [], key=lambda c: c.get("position", 0))
+    stored = list(t.columns or [])
+    order = sorted(range(len(stored)), key=lambda i: (stored[i].get("position", i), i))
     return _compact(
         {
             "name": t.name,
             "catalog_name": t.schema.catalog.name,
             "schema_name": t.schema.name,
             "table_type": t.table_type,
-            "data_source_format": t.data_source_format,
-            "columns": [column_info(c) for c in columns],
+            "data_source_format": t.data_source_format or "DELTA",
+            "columns": [column_info(stored[i], i) for i in order],
             "storage_location": t.storage_location,
             "comment": t.comment,
             "properties": properties(t.properties),
