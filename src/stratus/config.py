@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import (
     BaseModel,
@@ -81,6 +82,12 @@ class Settings(BaseModel):
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1 << 40)
     # origins allowed to call the API from a browser (comma-separated); none by default
     cors_origins: str = ""
+
+    # Unity Catalog credential vending (stratus.api.uc_credentials): seconds a vended credential
+    # lives, and what an Azure SAS covers: "directory" (the table's folder; needs a hierarchical
+    # namespace, ADLS Gen2) or "container" (flat Blob storage and Azurite: the whole container)
+    uc_credential_ttl: int = Field(default=3600, ge=1, le=86_400)
+    uc_credential_scope: Literal["directory", "container"] = "directory"
 
     # Azure Blob credentials (read from the standard AZURE_STORAGE_* variables).
     azure_account_name: str | None = None

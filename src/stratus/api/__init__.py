@@ -17,6 +17,7 @@ from stratus.api import (
     sharing,
     sql,
     tables,
+    uc_credentials,
     unity_catalog,
     weather,
 )
@@ -50,6 +51,7 @@ def create_app(
     app.register_blueprint(meta.bp)
     app.register_blueprint(weather.bp)
     app.register_blueprint(unity_catalog.bp)
+    app.register_blueprint(uc_credentials.bp)  # UC credential vending
     app.register_blueprint(audit_api.bp)
     app.register_blueprint(tables.bp)
     app.register_blueprint(sql.bp)
@@ -69,7 +71,9 @@ def create_app(
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
-        return from_http_exception(exc).response()
+        # a UC spec operation Stratus does not serve: 501 NOT_IMPLEMENTED, not 404
+        problem = uc_credentials.not_implemented(exc) or from_http_exception(exc)
+        return problem.response()
 
     @app.errorhandler(StorageError)
     def _storage(exc: StorageError) -> Response:

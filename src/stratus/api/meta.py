@@ -5,9 +5,10 @@ from __future__ import annotations
 from importlib.metadata import version as pkg_version
 from importlib.resources import files
 
-from flask import Blueprint, Response, send_from_directory
+from flask import Blueprint, Response, current_app, send_from_directory
 
 from stratus import __version__
+from stratus.api import uc_credentials
 from stratus.api.encoding import json_response
 from stratus.api.openapi import spec
 from stratus.api.state import platform
@@ -20,7 +21,7 @@ SWAGGER_UI = str(files("stratus.ui") / "static" / "vendor" / "swagger-ui")
 _DOCS_HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Stratus API</title>
 <link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
-<body><div id="swagger-ui"></div>
+<body><p><a href="/docs/unity-catalog">Unity Catalog API</a></p><div id="swagger-ui"></div>
 <script src="/docs/static/swagger-ui-bundle.js"></script>
 <script src="/docs/init.js"></script></body></html>
 """
@@ -28,6 +29,15 @@ _DOCS_INIT = (
     'window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", '
     "deepLinking: true, validatorUrl: null});\n"
 )
+# the UC OSS spec's operations Stratus implements, on a page of their own
+_UC_DOCS_HTML = (
+    _DOCS_HTML.replace("<title>Stratus API</title>", "<title>Stratus: Unity Catalog API</title>")
+    .replace("/docs/init.js", "/docs/unity-catalog/init.js")
+    .replace(
+        '<a href="/docs/unity-catalog">Unity Catalog API</a>', '<a href="/docs">Stratus API</a>'
+    )
+)
+_UC_DOCS_INIT = _DOCS_INIT.replace("/openapi.json", "/docs/unity-catalog.json")
 # Swagger UI, served from this host only: its script and styles are files (no inline script or
 # style: checked in Chromium, loading, expanding and "Try it out"), its icons data: SVGs in the
 # CSS, "Try it out" calls this API
@@ -66,6 +76,23 @@ def docs() -> Response:
     resp = Response(_DOCS_HTML, mimetype="text/html")
     resp.headers["Content-Security-Policy"] = DOCS_CSP
     return resp
+
+
+@bp.get("/docs/unity-catalog")
+def docs_uc() -> Response:
+    resp = Response(_UC_DOCS_HTML, mimetype="text/html")
+    resp.headers["Content-Security-Policy"] = DOCS_CSP
+    return resp
+
+
+@bp.get("/docs/unity-catalog/init.js")
+def docs_uc_init() -> Response:
+    return Response(_UC_DOCS_INIT, mimetype="text/javascript")
+
+
+@bp.get("/docs/unity-catalog.json")
+def docs_unity_catalog() -> Response:
+    return json_response(uc_credentials.docs_spec(uc_credentials.uc_rules(current_app)))
 
 
 @bp.get("/docs/init.js")

@@ -180,7 +180,12 @@ def column_info(col: Mapping[str, Any], index: int = 0) -> dict[str, Any]:
         out["type_text"] = out["type_text"] or simple[0]
         if out["type_json"] is None:
             out["type_json"] = orjson.dumps(
-                {"name": out["name"], "type": simple[1], "nullable": out["nullable"], "metadata": {}}
+                {
+                    "name": out["name"],
+                    "type": simple[1],
+                    "nullable": out["nullable"],
+                    "metadata": {},
+                }
             ).decode()
     return _compact(out)
 
