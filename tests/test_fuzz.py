@@ -61,7 +61,7 @@ CHECKS = [
     response_schema_conformance,
 ]
 MIN_CASES = 2000
-# the UC OSS operations Stratus implements (src/stratus/api/unity_catalog.py)
+# the UC OSS operations Stratus implements (src/stratus/api/unity_catalog.py, uc_credentials.py)
 UC_OPERATIONS = (
     "createCatalog",
     "listCatalogs",
@@ -85,6 +85,10 @@ UC_OPERATIONS = (
     "get",  # permissions
     "update",  # permissions
     "summary",  # metastore_summary
+    # credential vending (src/stratus/api/uc_credentials.py)
+    "generateTemporaryTableCredentials",
+    "generateTemporaryPathCredentials",
+    "generateTemporaryVolumeCredentials",
 )
 READER = "fuzz-reader"
 
