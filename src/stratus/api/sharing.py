@@ -46,17 +46,18 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import orjson
 from flask import Blueprint, Response, g, request
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictStr
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import http_date
 from werkzeug.wsgi import wrap_file
 
 from stratus.api.auth import audit, current_identity
 from stratus.api.encoding import json_response
+from stratus.api.params import Name, json_body, parse_body
 from stratus.api.security import check_rate_limit
 from stratus.api.state import platform
 from stratus.catalog.errors import CatalogError, InvalidArgument
@@ -67,6 +68,7 @@ from stratus.sharing import models as sm
 from stratus.sharing.protocol import ndjson
 from stratus.sharing.service import (
     ENDPOINT_ENV,
+    MAX_TOKEN_DAYS,
     RecipientContext,
     SharingService,
     TableResponse,
@@ -109,7 +111,6 @@ _ACTIONS = {
     "download": "downloadFile",
     "unknown": "unknownPath",
 }
-T = TypeVar("T", bound=BaseModel)
 
 
 def _svc() -> SharingService:
@@ -425,7 +426,7 @@ Comment = StrictStr
 
 
 class CreateShareBody(_Body):
-    name: StrictStr
+    name: Name
     comment: Comment | None = None
     owner: StrictStr | None = None
 
@@ -444,38 +445,29 @@ class GrantBody(_Body):
     recipient: StrictStr
 
 
+Days = Annotated[
+    StrictFloat | None,
+    Field(
+        gt=0,
+        le=MAX_TOKEN_DAYS,
+        description="Days until the token expires (default 90; tokens always expire).",
+    ),
+]
+
+
 class CreateRecipientBody(_Body):
-    name: StrictStr
+    name: Name
     comment: Comment | None = None
-    days: float | None = Field(default=None, gt=0)
+    days: Days = None
 
 
 class TokenBody(_Body):
-    days: float | None = Field(default=None, gt=0)
+    days: Days = None
     comment: Comment | None = None
 
 
-def _json_body() -> dict[str, Any]:
-    raw = request.get_data(cache=True)
-    if not raw.strip():
-        return {}
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise InvalidArgument("the body must be a JSON object", parameter="body") from None
-    if not isinstance(data, dict):
-        raise InvalidArgument("the body must be a JSON object", parameter="body")
-    return data
-
-
-def _parse(model: type[T], data: dict[str, Any]) -> T:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(x) for x in err["loc"]) or "body"
-        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-        raise InvalidArgument(f"{where}: {msg}", parameter=where) from None
+_json_body = json_body
+_parse = parse_body
 
 
 def _audit(action: str, kind: str | None, name: str | None, body: dict[str, Any] | None = None):
