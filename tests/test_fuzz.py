@@ -6,11 +6,13 @@ with the problem documents Stratus answers errors with added, since that spec do
 successes) gets the documents' examples, generated requests, valid (positive) and invalid
 (negative), and schemathesis's boundary ("coverage") cases. Each response must not be a 5xx and
 must match the documents: status code, content type and body, with every object schema closed
-(a field the document does not name fails). Requests authenticate as the metastore admin and,
-in a shorter second pass, as a principal who can only read ``main.weather``. Names in the
-fuzzed copies of the documents are steered (see :func:`steer`) so that requests reach real
-objects, not only "not found". The app runs without rate limits (STRATUS_RATE_LIMIT_ENABLED):
-the fuzzer sends thousands of requests a minute.
+(a field the document does not name fails), and every request the document rules out (negative
+data: a missing parameter, a value of the wrong type or out of range, an unknown body field) must
+be refused with a 4xx, so the request validation is fuzzed as well. Requests authenticate as
+the metastore admin and, in a shorter second pass, as a principal who can only read
+``main.weather``. Names in the fuzzed copies of the documents are steered (see :func:`steer`) so
+that requests reach real objects, not only "not found". The app runs without rate limits
+(STRATUS_RATE_LIMIT_ENABLED): the fuzzer sends thousands of requests a minute.
 
 Generation is derandomized, so a CI run repeats exactly; the number of generated cases is
 counted and must stay above :data:`MIN_CASES`, so a shrinking schema or a broken strategy fails
@@ -36,7 +38,7 @@ from flask import Flask
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import negative_data_rejection, not_a_server_error
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -59,6 +61,7 @@ CHECKS = [
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
+    negative_data_rejection,  # what the document rules out is refused (4xx), never served
 ]
 MIN_CASES = 2000
 # the UC OSS operations Stratus implements (src/stratus/api/unity_catalog.py)
@@ -410,21 +413,45 @@ def test_every_route_is_documented_or_fuzzed(target: Target) -> None:
 
 
 def test_the_harness_reports_what_breaks_the_documents(target: Target) -> None:
-    """The checks fail on a body missing a required field and on an undocumented status."""
+    """The checks fail on a body missing a required field, on an undocumented status and on
+    a request the document rules out that the handler serves anyway."""
     doc = spec()
     doc["components"]["schemas"]["Version"]["required"].append("build")
     del doc["paths"]["/api/v1/jobs/{job_id}"]["get"]["responses"]["404"]
-    schema = schemathesis.openapi.from_dict(doc).include(operation_id=["getVersion", "getJob"])
+    # claim that depth is at most 1: the handler serves 2 to 10, which is what must be caught
+    lineage = doc["paths"]["/api/v1/lineage/tables/{full_name}"]["get"]
+    depth = next(p for p in lineage["parameters"] if p["name"] == "depth")
+    depth["schema"] = {"type": "integer", "minimum": 1, "maximum": 1}
+    lineage["parameters"] = [p for p in lineage["parameters"] if p["in"] == "path" or p is depth]
+    for p in lineage["parameters"]:
+        if p["in"] == "path":
+            p["schema"] = {"type": "string", "enum": ["main.weather.hourly"]}
+    schema = schemathesis.openapi.from_dict(doc).include(
+        operation_id=["getVersion", "getJob", "getTableLineage"]
+    )
     schema.app = target.app
     tally = Tally()
     fuzz(schema, target.admin, tally, max_examples=3, modes=(GenerationMode.POSITIVE,))
-    assert set(tally.statuses) == {"GET /version", "GET /api/v1/jobs/{job_id}"}
+    fuzz(
+        schema.include(operation_id=["getTableLineage"]),
+        target.admin,
+        tally,
+        max_examples=30,
+        modes=(GenerationMode.NEGATIVE,),
+    )
+    assert set(tally.statuses) == {
+        "GET /version",
+        "GET /api/v1/jobs/{job_id}",
+        "GET /api/v1/lineage/tables/{full_name}",
+    }
     version, job = (
         tally.failures["GET /version [positive]"],
         tally.failures["GET /api/v1/jobs/{job_id} [positive]"],
     )
     assert "'build' is a required property" in version or '"build" is a required' in version
     assert "Undocumented" in job and "404" in job
+    served = tally.failures["GET /api/v1/lineage/tables/{full_name} [negative]"]
+    assert "Schema-violating request accepted" in served or "ST201" in served, served
 
 
 # Requests the generators do not make (found by hand around the fuzzing), each answered with
