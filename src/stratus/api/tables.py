@@ -25,6 +25,7 @@ from stratus.api.params import (
 )
 from stratus.api.problems import invalid_parameter
 from stratus.api.state import platform
+from stratus.catalog.errors import InvalidArgument
 from stratus.tables.service import qualify
 
 bp = Blueprint("tables", __name__, url_prefix="/api/v1/tables")
@@ -75,14 +76,19 @@ def rows(full_name: str) -> Response:
     if limit > settings.max_page_size:
         name = "limit" if "limit" in request.args else "max_results"
         raise invalid_parameter(name, f"must be between 1 and {settings.max_page_size}")
-    page = stratus.tables.rows(
-        full_name,
-        unmask=unmask,
-        fields=p.fields,
-        filters=filters,
-        limit=limit,
-        cursor=p.page_token,
-    )
+    try:
+        page = stratus.tables.rows(
+            full_name,
+            unmask=unmask,
+            fields=p.fields,
+            filters=filters,
+            limit=limit,
+            cursor=p.page_token,
+        )
+    except InvalidArgument as exc:
+        if exc.parameter == "page_token" and "cursor" in request.args:
+            exc.parameter = "cursor"  # as the caller spelled it
+        raise
     envelope = {
         "table": full_name,
         "fields": page.table.column_names,

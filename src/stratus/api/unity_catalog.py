@@ -79,6 +79,7 @@ PREFIX = UC_PREFIX
 SERVICE = "unityCatalog"
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+INT32_MAX = 2**31 - 1
 SECURABLES = ("metastore", "catalog", "schema", "table", "volume")
 TAGGABLE = ("catalog", "schema", "table", "volume")
 _PARTS = {"catalog": 1, "schema": 2, "table": 3, "volume": 3}
@@ -300,7 +301,7 @@ def _bool_arg(name: str) -> bool:
 
 
 def _page_size() -> int:
-    value = _arg("max_results")
+    value = request.args.get("max_results")
     if value is None:
         return DEFAULT_PAGE
     try:
@@ -309,6 +310,8 @@ def _page_size() -> int:
         raise _invalid("max_results", "must be an integer") from None
     if n < 0:
         raise _invalid("max_results", "must not be negative")
+    if n > INT32_MAX:  # the spec's int32
+        raise _invalid("max_results", f"must be at most {INT32_MAX}")
     return min(n, MAX_PAGE) if n else DEFAULT_PAGE
 
 
