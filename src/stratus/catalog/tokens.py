@@ -25,12 +25,25 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from stratus.catalog.errors import Unauthenticated
+
 CACHE_SECONDS = 5.0
 _CACHE_MAX = 100_000
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def bearer(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header (Unauthenticated otherwise)."""
+    if not authorization:
+        raise Unauthenticated("missing Authorization: Bearer <token>")
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated("Authorization must be 'Bearer <token>'")
+    return token
 
 
 def _now() -> dt.datetime:

@@ -19,6 +19,7 @@ import jwt
 
 from stratus.catalog.errors import Unauthenticated
 from stratus.catalog.metastore import TOKEN_PREFIX, MetastoreService
+from stratus.catalog.tokens import bearer
 from stratus.security.authz import Authorizer, Identity
 
 # the one answer to every bearer token that does not authenticate, whatever the reason
@@ -65,12 +66,7 @@ class Authenticator:
         self.oidc = oidc
 
     def authenticate(self, authorization: str | None) -> Identity:
-        if not authorization:
-            raise Unauthenticated("missing Authorization: Bearer <token>")
-        scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthenticated("Authorization must be 'Bearer <token>'")
+        token = bearer(authorization)
         if self.oidc and token.count(".") == 2 and not token.startswith(TOKEN_PREFIX):
             return self._jwt(token)
         # Anything else takes the API token path, malformed or not: hashed and looked up like a

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from stratus.catalog.errors import InvalidArgument, Unauthenticated
-from stratus.catalog.tokens import BearerTokens, status
+from stratus.catalog.tokens import BearerTokens, bearer, status
 from stratus.sharing import models as sm
 from stratus.sharing.common import CACHE_SECONDS, RecipientContext, iso
 
@@ -62,12 +62,7 @@ class RecipientTokens:
         self.store.forget()
 
     def authenticate(self, authorization: str | None) -> RecipientContext:
-        if not authorization:
-            raise Unauthenticated("missing Authorization: Bearer <token>")
-        scheme, _, secret = authorization.partition(" ")
-        secret = secret.strip()
-        if scheme.lower() != "bearer" or not secret:
-            raise Unauthenticated("Authorization must be 'Bearer <token>'")
+        secret = bearer(authorization)
         ctx = self.store.resolve(
             secret, lambda tok, rcpt: RecipientContext(rcpt.id, rcpt.name, tok.id)
         )
