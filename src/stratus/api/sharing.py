@@ -1,17 +1,22 @@
 """Delta Sharing over HTTP: the open protocol for recipients, and its administration.
 
-**Protocol** under ``/delta-sharing`` (PROTOCOL.md of delta-io/delta-sharing, parquet response
-format), authenticated with a *recipient's* bearer token (not a Stratus principal's):
+**Protocol** under ``/delta-sharing`` (PROTOCOL.md of delta-io/delta-sharing), authenticated
+with a *recipient's* bearer token (not a Stratus principal's):
 
 - ``GET /shares`` (``maxResults``, ``pageToken``), ``GET /shares/{share}``,
   ``GET /shares/{share}/schemas``, ``GET /shares/{share}/schemas/{schema}/tables``,
   ``GET /shares/{share}/all-tables``
 - ``GET|HEAD .../tables/{table}/version`` (``startingTimestamp``) and the deprecated
   ``HEAD .../tables/{table}``: the ``Delta-Table-Version`` header
-- ``GET .../tables/{table}/metadata``, ``POST .../tables/{table}/query`` (``predicateHints``,
-  ``jsonPredicateHints``, ``limitHint``, ``version``, ``timestamp``, ``startingVersion``,
-  ``endingVersion``), ``GET .../tables/{table}/changes`` (``startingVersion`` |
-  ``startingTimestamp``, ``endingVersion`` | ``endingTimestamp``): ``application/x-ndjson``
+- ``GET .../tables/{table}/metadata`` (``version`` | ``timestamp``), ``POST
+  .../tables/{table}/query`` (``predicateHints``, ``jsonPredicateHints``, ``limitHint``,
+  ``version``, ``timestamp``, ``startingVersion``, ``endingVersion``), ``GET
+  .../tables/{table}/changes`` (``startingVersion`` | ``startingTimestamp``, ``endingVersion`` |
+  ``endingTimestamp``, ``includeHistoricalMetadata``): ``application/x-ndjson``, in the parquet
+  or (``delta-sharing-capabilities: responseformat=delta``) delta response format; the
+  ``fileidhash`` header picks the file id scheme (echoed; 400 for unknown ones). Tables whose
+  Delta protocol needs reader features not served here (deletion vectors, column mapping) are
+  refused with 400.
 - ``GET|HEAD /files/{signed token}``: a data file on local storage (Range requests work)
 
 Errors are ``{"errorCode", "message"}`` (400 INVALID_PARAMETER_VALUE, 401 UNAUTHENTICATED, 403
@@ -65,6 +70,7 @@ from stratus.pii import PiiError
 from stratus.security.audit import AuditRecord
 from stratus.sharing import models as sm
 from stratus.sharing.common import ENDPOINT_ENV, RecipientContext, TableResponse, iso
+from stratus.sharing.formats import CAPABILITIES, FILE_ID_HASH, Wire
 from stratus.sharing.protocol import ndjson
 from stratus.sharing.service import Sharing
 from stratus.sharing.tokens import RecipientTokens, token_info
@@ -75,7 +81,6 @@ PREFIX = "/delta-sharing"
 SERVICE = "deltaSharing"
 JSON_UTF8 = "application/json; charset=utf-8"
 NDJSON = "application/x-ndjson; charset=utf-8"
-CAPABILITIES = "delta-sharing-capabilities"
 
 protocol = Blueprint("delta_sharing", __name__, url_prefix=PREFIX)
 admin = Blueprint("sharing_admin", __name__, url_prefix="/api/v1")
@@ -245,25 +250,16 @@ def _listing(items: list[dict[str, Any]], next_token: str | None) -> Response:
     return Response(orjson.dumps(payload), content_type=JSON_UTF8)
 
 
-def _check_format() -> None:
-    """Only the parquet response format is served: a client asking for delta alone is told."""
-    raw = request.headers.get(CAPABILITIES)
-    if not raw:
-        return
-    for part in raw.split(";"):
-        key, _, values = part.partition("=")
-        if key.strip().lower() == "responseformat":
-            formats = {v.strip().lower() for v in values.split(",") if v.strip()}
-            if formats and "parquet" not in formats:
-                raise InvalidArgument(
-                    "this server answers in responseformat=parquet only", parameter=CAPABILITIES
-                )
+def _wire() -> Wire:
+    """The response format and file id scheme the client asked for (400 for unknown ones)."""
+    return Wire.from_headers(request.headers.get(CAPABILITIES), request.headers.get(FILE_ID_HASH))
 
 
 def _table_response(resp: TableResponse) -> Response:
     out = Response(ndjson(resp.lines), content_type=NDJSON)
     out.headers["Delta-Table-Version"] = str(resp.version)
     out.headers[CAPABILITIES] = "responseformat=parquet"
+    out.headers.update(resp.headers)
     return out
 
 
@@ -323,13 +319,14 @@ def table_version_head(share: str, schema: str, table: str) -> Response:
 
 @protocol.get("/shares/<share>/schemas/<schema>/tables/<table>/metadata")
 def table_metadata(share: str, schema: str, table: str) -> Response:
-    _check_format()
-    return _table_response(_svc().reads.metadata(_ctx(), share, schema, table))
+    wire = _wire()
+    params = {k: v for k, v in request.args.items() if v != "" and k in ("version", "timestamp")}
+    return _table_response(_svc().reads.metadata(_ctx(), share, schema, table, params, wire))
 
 
 @protocol.post("/shares/<share>/schemas/<schema>/tables/<table>/query")
 def query_table(share: str, schema: str, table: str) -> Response:
-    _check_format()
+    wire = _wire()
     raw = request.get_data(cache=True)
     body: Any = {}
     if raw.strip():
@@ -340,14 +337,18 @@ def query_table(share: str, schema: str, table: str) -> Response:
     if not isinstance(body, dict):
         raise InvalidArgument("the body must be a JSON object", parameter="body")
     g.sharing_body = body
-    return _table_response(_svc().reads.query(_ctx(), share, schema, table, body, _endpoint()))
+    return _table_response(
+        _svc().reads.query(_ctx(), share, schema, table, body, _endpoint(), wire)
+    )
 
 
 @protocol.get("/shares/<share>/schemas/<schema>/tables/<table>/changes")
 def table_changes(share: str, schema: str, table: str) -> Response:
-    _check_format()
+    wire = _wire()
     params = {k: v for k, v in request.args.items() if v != ""}
-    return _table_response(_svc().reads.changes(_ctx(), share, schema, table, params, _endpoint()))
+    return _table_response(
+        _svc().reads.changes(_ctx(), share, schema, table, params, _endpoint(), wire)
+    )
 
 
 @protocol.get("/files/<token>")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ class Download:
 class TableResponse:
     version: int
     lines: list[dict[str, Any]]
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. the format answered in
 
 
 @dataclass(frozen=True)

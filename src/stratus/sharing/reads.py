@@ -30,7 +30,6 @@ from stratus.lakehouse.storage import Storage
 from stratus.sharing import models as sm
 from stratus.sharing import protocol as p
 from stratus.sharing.common import (
-    CDF,
     Download,
     Plan,
     RecipientContext,
@@ -42,6 +41,7 @@ from stratus.sharing.common import (
     parse_ts,
 )
 from stratus.sharing.derived import Sessions
+from stratus.sharing.formats import Wire
 from stratus.sharing.serving import SharedTables
 from stratus.sharing.signing import AzureSigner, SignatureError, SignedFile, UrlSigner
 from stratus.sharing.tokens import RecipientTokens
@@ -53,10 +53,26 @@ MAX_PAGE = 1000
 # Clients read a file in several requests (HEAD, footer, column chunks): one audit record per
 # recipient token and file in this many seconds (refusals are always recorded).
 DOWNLOAD_AUDIT_SECONDS = 60.0
+PARQUET = Wire()
 
 
-def protocol_line() -> dict[str, Any]:
-    return {"protocol": {"minReaderVersion": 1}}
+def _flag(value: str | None, parameter: str) -> bool:
+    """A boolean query parameter (``true`` / ``false``, any case; absent: false)."""
+    if value is None:
+        return False
+    text = value.strip().lower()
+    if text not in ("true", "false"):
+        raise InvalidArgument(f"{parameter} must be true or false", parameter=parameter)
+    return text == "true"
+
+
+def _epoch_ms(value: Any) -> int:
+    """An add action's modification time in ms (delta-rs gives ms or a timestamp)."""
+    if value is None:
+        return 0
+    if isinstance(value, dt.datetime):
+        return ms(value if value.tzinfo else value.replace(tzinfo=dt.UTC))
+    return int(value)
 
 
 class ProtocolReads:
@@ -172,12 +188,54 @@ class ProtocolReads:
             parameter="startingTimestamp",
         )
 
-    def metadata(self, ctx: RecipientContext, share: str, schema: str, table: str) -> TableResponse:
+    def metadata(
+        self,
+        ctx: RecipientContext,
+        share: str,
+        schema: str,
+        table: str,
+        params: Mapping[str, str] | None = None,
+        wire: Wire = PARQUET,
+    ) -> TableResponse:
+        """The table's protocol and metadata, latest or at ``version`` / ``timestamp``."""
+        params = params or {}
+        version = params.get("version")
+        when = params.get("timestamp")
+        if version is not None and when is not None:
+            raise InvalidArgument(
+                "give at most one of version and timestamp", parameter="timestamp"
+            )
         plan = self.shared.find(ctx, share, schema, table)
-        _, snap, _ = self.shared.serve(plan)
+        spec, snap, floor = self.shared.serve(plan)
+        at = None if version is None else int_param(version, "version")
+        snap, travelled = self._travel(plan, spec, snap, floor, at, when)
         files = self._files(plan, snap)
-        lines = [protocol_line(), self._metadata_line(plan, snap, files)]
-        return TableResponse(snap.version, lines)
+        lines = [wire.protocol_line(snap), wire.metadata_line(plan, snap, files, travelled)]
+        return TableResponse(snap.version, lines, wire.headers())
+
+    def _travel(
+        self,
+        plan: Plan,
+        spec: TableSpec,
+        snap: Snapshot,
+        floor: int,
+        version: int | None,
+        when: str | None,
+    ) -> tuple[Snapshot, int | None]:
+        """The snapshot at ``version`` or ``when`` (a timestamp), with the version travelled to
+        (None when neither is given: the latest)."""
+        if when is not None:
+            self._need_history(plan)
+            version = self._version_at(spec, when, floor)
+        if version is None:
+            return snap, None
+        self._need_history(plan)
+        if version < floor or version > snap.version:
+            raise InvalidArgument(
+                f"version {version} is not shared: versions {floor} to {snap.version} are",
+                parameter="version",
+            )
+        return (self._at(spec, version) if version != snap.version else snap), version
 
     def query(
         self,
@@ -187,6 +245,7 @@ class ProtocolReads:
         table: str,
         body: Mapping[str, Any],
         endpoint: str,
+        wire: Wire = PARQUET,
     ) -> TableResponse:
         plan = self.shared.find(ctx, share, schema, table)
         q = _QueryBody.parse(body)
@@ -194,20 +253,17 @@ class ProtocolReads:
         if q.starting_version is not None:
             self._need_history(plan)
             return self._changes(
-                ctx, plan, spec, snap, floor, q.starting_version, q.ending_version, endpoint, False
+                ctx,
+                plan,
+                spec,
+                snap,
+                floor,
+                (q.starting_version, q.ending_version),
+                endpoint,
+                wire,
+                cdf=False,
             )
-        version = q.version
-        if q.timestamp is not None:
-            self._need_history(plan)
-            version = self._version_at(spec, q.timestamp, floor)
-        if version is not None:
-            self._need_history(plan)
-            if version < floor or version > snap.version:
-                raise InvalidArgument(
-                    f"version {version} is not shared: versions {floor} to {snap.version} are",
-                    parameter="version",
-                )
-            snap = self._at(spec, version) if version != snap.version else snap
+        snap, travelled = self._travel(plan, spec, snap, floor, q.version, q.timestamp)
         files = self._files(plan, snap)
         types = snap.types
         hints: list[Any] = []
@@ -223,21 +279,42 @@ class ProtocolReads:
                 log.debug("skipping jsonPredicateHints")
         selected = p.limit_files(p.prune(files, hints, types), q.limit_hint)
         expires = self._expiry()
-        travelled = version if (q.version is not None or q.timestamp is not None) else None
-        lines = [protocol_line(), self._metadata_line(plan, snap, files, travelled)]
+        lines = [wire.protocol_line(snap), wire.metadata_line(plan, snap, files, travelled)]
         for e in selected:
+            url = self._url(ctx, spec, e.path, expires, endpoint)
+            stats = p.stats_json(e)
+            if wire.delta:
+                add: dict[str, Any] = {
+                    "path": url,
+                    "partitionValues": dict(e.partition),
+                    "size": e.size,
+                    "modificationTime": _epoch_ms(e.modification_time),
+                    "dataChange": True,
+                }
+                if stats is not None:
+                    add["stats"] = stats
+                lines.append(
+                    {
+                        "file": {
+                            "id": wire.file_id(snap.table_id, e.path),
+                            "size": e.size,
+                            "expirationTimestamp": ms(expires),
+                            "deltaSingleAction": {"add": add},
+                        }
+                    }
+                )
+                continue
             line: dict[str, Any] = {
-                "url": self._url(ctx, spec, e.path, expires, endpoint),
-                "id": p.file_id(snap.table_id, e.path),
+                "url": url,
+                "id": wire.file_id(snap.table_id, e.path),
                 "partitionValues": {k: ("" if v is None else v) for k, v in e.partition.items()},
                 "size": e.size,
                 "expirationTimestamp": ms(expires),
             }
-            stats = p.stats_json(e)
             if stats is not None:
                 line["stats"] = stats
             lines.append({"file": line})
-        return TableResponse(snap.version, lines)
+        return TableResponse(snap.version, lines, wire.headers())
 
     def changes(
         self,
@@ -247,9 +324,11 @@ class ProtocolReads:
         table: str,
         params: Mapping[str, str],
         endpoint: str,
+        wire: Wire = PARQUET,
     ) -> TableResponse:
         plan = self.shared.find(ctx, share, schema, table)
         self._need_history(plan)
+        historical = _flag(params.get("includeHistoricalMetadata"), "includeHistoricalMetadata")
         spec, snap, floor = self.shared.serve(plan)
         start_v, start_ts = params.get("startingVersion"), params.get("startingTimestamp")
         end_v, end_ts = params.get("endingVersion"), params.get("endingTimestamp")
@@ -286,7 +365,9 @@ class ProtocolReads:
                     parameter="endingTimestamp",
                 )
             end = earlier[-1]
-        return self._changes(ctx, plan, spec, snap, floor, start, end, endpoint, True)
+        return self._changes(
+            ctx, plan, spec, snap, floor, (start, end), endpoint, wire, historical=historical
+        )
 
     def _changes(
         self,
@@ -295,13 +376,17 @@ class ProtocolReads:
         spec: TableSpec,
         snap: Snapshot,
         floor: int,
-        start: int,
-        end: int | None,
+        versions: tuple[int, int | None],
         endpoint: str,
-        cdf: bool,
+        wire: Wire,
+        *,
+        cdf: bool = True,
+        historical: bool = False,
     ) -> TableResponse:
         """Data change files of versions start..end: with ``cdf``, a version's change files
-        when it has them (else its added and removed files); without, added/removed files."""
+        when it has them (else its added and removed files); without, added/removed files.
+        With ``historical``, the metadata of every version in the range that changed it."""
+        start, end = versions
         end = snap.version if end is None else min(end, snap.version)
         if start < floor:
             raise InvalidArgument(
@@ -321,9 +406,17 @@ class ProtocolReads:
         types = snap.types
         keep = self._direct_filter(plan)
         expires = self._expiry()
-        lines = [protocol_line(), self._metadata_line(plan, snap, None)]
+        # delta format: the head metadata is the starting version's (a Delta reader replays
+        # the log from there); parquet: the latest, as before
+        head = self._at(spec, start) if wire.delta and start != snap.version else snap
+        lines = [
+            wire.protocol_line(snap),
+            wire.metadata_line(plan, head, None, start if wire.delta else None),
+        ]
         for version in range(start, end + 1):
             actions = self.shared.commit(spec, version)
+            if historical and version != start and any("metaData" in a for a in actions):
+                lines.append(wire.metadata_line(plan, self._at(spec, version), None, version))
             stamp = next(
                 (
                     int(a["commitInfo"].get("inCommitTimestamp") or a["commitInfo"]["timestamp"])
@@ -334,7 +427,7 @@ class ProtocolReads:
             )
             cdc = [a["cdc"] for a in actions if "cdc" in a]
             if cdf and cdc:
-                wanted = [("cdf", a) for a in cdc]
+                wanted = [("cdc", a) for a in cdc]
             else:
                 wanted = [
                     (kind, a[kind])
@@ -351,9 +444,25 @@ class ProtocolReads:
                 entry = p.FileEntry(path, int(action.get("size") or 0), dict(parts))
                 if keep is not None and not p.matches_exactly(keep, entry, types):
                     continue
+                url = self._url(ctx, spec, path, expires, endpoint)
+                if wire.delta:
+                    delta_action = {**action, "path": url}
+                    lines.append(
+                        {
+                            "file": {
+                                "id": wire.file_id(snap.table_id, path),
+                                "size": entry.size,
+                                "version": version,
+                                "timestamp": stamp,
+                                "expirationTimestamp": ms(expires),
+                                "deltaSingleAction": {kind: delta_action},
+                            }
+                        }
+                    )
+                    continue
                 line: dict[str, Any] = {
-                    "url": self._url(ctx, spec, path, expires, endpoint),
-                    "id": p.file_id(snap.table_id, path),
+                    "url": url,
+                    "id": wire.file_id(snap.table_id, path),
                     "partitionValues": parts,
                     "size": entry.size,
                     "timestamp": stamp,
@@ -362,8 +471,8 @@ class ProtocolReads:
                 }
                 if kind == "add" and action.get("stats"):
                     line["stats"] = action["stats"]
-                lines.append({kind: line})
-        return TableResponse(start, lines)
+                lines.append({"cdf" if kind == "cdc" else kind: line})
+        return TableResponse(start, lines, wire.headers())
 
     def _need_history(self, plan: Plan) -> None:
         if not plan.history:
@@ -393,32 +502,6 @@ class ProtocolReads:
         types = snap.types
         return [e for e in snap.entries if p.matches_exactly(keep, e, types)]
 
-    def _metadata_line(
-        self,
-        plan: Plan,
-        snap: Snapshot,
-        files: list[p.FileEntry] | None,
-        version: int | None = None,
-    ) -> dict[str, Any]:
-        meta: dict[str, Any] = {
-            "id": snap.table_id,
-            "name": plan.name,
-            "format": {"provider": "parquet"},
-            "schemaString": p.sharing_schema(snap.schema_json),
-            "partitionColumns": snap.partition_columns,
-            "configuration": {},
-        }
-        if plan.comment:
-            meta["description"] = plan.comment
-        if plan.history and snap.configuration.get(CDF, "").lower() == "true":
-            meta["configuration"] = {"enableChangeDataFeed": "true"}
-        if version is not None:
-            meta["version"] = version
-        if files is not None:
-            meta["size"] = sum(e.size for e in files)
-            meta["numFiles"] = len(files)
-        return {"metaData": meta}
-
     # ---- URLs ----------------------------------------------------------------------------
     def _expiry(self) -> dt.datetime:
         return now() + dt.timedelta(seconds=self.url_ttl)
@@ -432,7 +515,10 @@ class ProtocolReads:
         root = self.storage.root.rstrip("/")
         relative = table_url[len(root) + 1 :] if table_url.startswith(root + "/") else table_url
         token = self.signer.sign(f"{relative}/{path}", ctx.id, ctx.token_id, ms(expires))
-        return f"{endpoint.rstrip('/')}/files/{token}"
+        # ``sp=r`` (signed permissions: read, as in an Azure SAS) marks the URL as pre-signed for
+        # Delta readers (delta-kernel fetches only such URLs over HTTP); the token is the
+        # credential, the server ignores the query
+        return f"{endpoint.rstrip('/')}/files/{token}?sp=r"
 
     def sign_for_test(self, relative: str, ctx: RecipientContext, expires_ms: int) -> str:
         """A download token for ``relative`` (tests use it to craft expired URLs)."""
