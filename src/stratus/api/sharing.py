@@ -219,7 +219,7 @@ def _record(resp: Response) -> Response:
 
 
 def _ctx() -> RecipientContext:
-    return g.recipient  # type: ignore[no-any-return]
+    return g.recipient
 
 
 def _endpoint() -> str:

@@ -164,7 +164,7 @@ class BearerTokens:
         key = ("hash", hash_token(secret))
         hit = self._cached(key, generation)
         if hit is not None:
-            return hit  # type: ignore[no-any-return]
+            return hit
         found = self._valid(self._by_hash(key[1]))
         if found is None:
             return None

@@ -95,7 +95,7 @@ class TableVersion:
             arrow_schema=arrow,
             partition_columns=list(meta.partition_columns),
             configuration=dict(meta.configuration or {}),
-            table_id=meta.id,
+            table_id=str(meta.id),
             name=meta.name,
             description=meta.description,
             created_time=meta.created_time,

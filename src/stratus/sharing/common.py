@@ -97,7 +97,7 @@ class Snapshot:
                 types={} if schema is None else {f.name: f.type for f in schema},
                 table=table,
             )
-        return found  # type: ignore[no-any-return]
+        return found
 
 
 @dataclass(frozen=True)

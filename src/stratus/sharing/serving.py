@@ -69,7 +69,7 @@ class SharedTables:
         )
         if row is None:  # absent or not granted: the same answer, so names never leak
             raise NotFound(f"share {share} does not exist")
-        return row  # type: ignore[no-any-return]
+        return row
 
     def find(self, ctx: RecipientContext, share: str, schema: str, table: str) -> Plan:
         """The plan of a table of a share granted to the recipient (NotFound otherwise),
