@@ -53,7 +53,7 @@ from stratus.catalog.metastore import NAME, PRIVILEGES
 from stratus.jobs.definitions import JOB_TYPES
 from stratus.jobs.models import STATES
 from stratus.jobs.validation import JobSubmissionBody
-from stratus.sharing.service import PII_MODES
+from stratus.sharing.admin import PII_MODES
 from stratus.weather.schema import HOURLY_FIELDS
 
 Schema = dict[str, Any]
