@@ -1,7 +1,8 @@
 """Processing jobs: thin HTTP over :class:`stratus.jobs.service.JobService`.
 
 ``POST /api/v1/jobs`` (202 + Location; optional ``Idempotency-Key``), ``GET /api/v1/jobs``
-(the caller's jobs, newest first, paged), ``GET /api/v1/jobs/{id}``, ``DELETE /api/v1/jobs/{id}``
+(the caller's jobs, newest first, paged: ``max_results``, ``page_token`` -> ``next_page_token``),
+``GET /api/v1/jobs/{id}``, ``DELETE /api/v1/jobs/{id}``
 (cancel). Registering the blueprint starts the app's worker pool.
 """
 
