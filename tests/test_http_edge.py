@@ -45,7 +45,9 @@ def app(loaded_local: Stratus) -> Iterator[Flask]:
     app = create_app(stratus=loaded_local)
     admin = client_for(app, token_for(loaded_local))
     assert admin.post("/api/v1/shares", json={"name": "edge_share"}).status_code == 201
-    assert admin.post("/api/v1/recipients", json={"name": "edge_rcpt"}).status_code == 201
+    rcpt = admin.post("/api/v1/recipients", json={"name": "edge_rcpt"})
+    assert rcpt.status_code == 201
+    app.config["EDGE_RECIPIENT_TOKEN"] = rcpt.get_json()["token"]
     yield app
 
 
@@ -221,3 +223,17 @@ def test_the_translation_of_pydantic_errors() -> None:
     assert validation_errors(info.value) == [
         {"parameter": "body", "message": "Input should be a valid dictionary or instance of _Outer"}
     ]
+
+
+def test_a_bad_delta_sharing_body_is_answered_in_the_protocols_format(app: Flask) -> None:
+    recipient = client_for(app, app.config["EDGE_RECIPIENT_TOKEN"])
+    resp = recipient.post(
+        "/delta-sharing/shares/s/schemas/a/tables/t/query",
+        data="[1]",
+        content_type="application/json",
+    )
+    assert resp.status_code == 400 and resp.mimetype == "application/json"
+    assert resp.get_json() == {
+        "errorCode": "INVALID_PARAMETER_VALUE",
+        "message": "body: must be a JSON object",
+    }

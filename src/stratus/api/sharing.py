@@ -63,6 +63,7 @@ from werkzeug.wsgi import wrap_file
 from stratus.api.auth import audit, current_identity
 from stratus.api.encoding import json_response
 from stratus.api.params import Name, json_body, parse_body
+from stratus.api.problems import Problem
 from stratus.api.security import check_rate_limit
 from stratus.api.state import platform
 from stratus.catalog.errors import CatalogError, InvalidArgument
@@ -142,6 +143,12 @@ def _storage_error(exc: StorageError) -> Response:
 def _pii_error(exc: PiiError) -> Response:
     log.error("PII protection while sharing: %s", exc)
     return _error(500, "the shared data cannot be prepared right now")
+
+
+@protocol.errorhandler(Problem)
+def _problem_error(exc: Problem) -> Response:
+    """The HTTP edge's problems (stratus.api.params), in the protocol's error format."""
+    return _error(exc.status, exc.detail, exc.headers)
 
 
 @protocol.errorhandler(HTTPException)
@@ -327,15 +334,7 @@ def table_metadata(share: str, schema: str, table: str) -> Response:
 @protocol.post("/shares/<share>/schemas/<schema>/tables/<table>/query")
 def query_table(share: str, schema: str, table: str) -> Response:
     wire = _wire()
-    raw = request.get_data(cache=True)
-    body: Any = {}
-    if raw.strip():
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise InvalidArgument("the body must be a JSON object", parameter="body") from None
-    if not isinstance(body, dict):
-        raise InvalidArgument("the body must be a JSON object", parameter="body")
+    body = json_body()  # a Problem if it is not a JSON object (answered as the protocol says)
     g.sharing_body = body
     return _table_response(
         _svc().reads.query(_ctx(), share, schema, table, body, _endpoint(), wire)
