@@ -193,14 +193,12 @@ def parse_query(model: type[Q], args: MultiDict[str, str] | None = None) -> Q:
         ) from None
 
 
-def json_body(*, required: bool = False) -> dict[str, Any]:
-    """The request body as a JSON object (whatever its Content-Type says). No body at all is
-    ``{}``, unless ``required``. orjson refuses what JSON does not allow (NaN, lone surrogates)
-    and nesting deeper than 1024 levels."""
+def json_body() -> dict[str, Any]:
+    """The request body as a JSON object (whatever its Content-Type says); no body at all is
+    ``{}`` (the model then names what is required). orjson refuses what JSON does not allow
+    (NaN, lone surrogates) and nesting deeper than 1024 levels."""
     raw = request.get_data(cache=True)
     if not raw.strip():
-        if required:
-            raise invalid_parameter("body", "required: a JSON object")
         return {}
     try:
         data = orjson.loads(raw)
