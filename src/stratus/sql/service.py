@@ -53,6 +53,7 @@ from stratus.engine.local import duck_type
 from stratus.lineage.model import ColumnEdge, LineageEvent
 from stratus.security.authz import Identity
 from stratus.security.governance import ADMIN, LOCAL_ADMIN
+from stratus.sql import handlers
 from stratus.sql import parse as p
 from stratus.sql.errors import SqlExecutionError, SqlSyntaxError, UnsupportedStatement
 from stratus.sql.execution import (
@@ -163,21 +164,24 @@ class SqlService:
     def run(self, stmt: p.Statement, parameters: Any, who: Identity) -> SqlResult:
         params = Parameters.of(parameters)
         sid = str(uuid.uuid4())
-        handler = {
-            p.SELECT: self._select,
-            p.CREATE_SCHEMA: self._create_schema,
-            p.CREATE_TABLE: self._create_table,
-            p.CREATE_TABLE_AS_SELECT: self._ctas,
-            p.INSERT: self._insert,
-            p.DROP_TABLE: self._drop,
-            p.SET_TAGS: self._tags,
-            p.UNSET_TAGS: self._tags,
-            p.GRANT: self._grant,
-            p.REVOKE: self._grant,
-            p.DESCRIBE: self._describe,
-            p.SHOW_TABLES: self._show_tables,
-            p.SHOW_SCHEMAS: self._show_schemas,
-        }[stmt.kind]
+        handler = (
+            handlers.route(self, stmt)
+            or {
+                p.SELECT: self._select,
+                p.CREATE_SCHEMA: self._create_schema,
+                p.CREATE_TABLE: self._create_table,
+                p.CREATE_TABLE_AS_SELECT: self._ctas,
+                p.INSERT: self._insert,
+                p.DROP_TABLE: self._drop,
+                p.SET_TAGS: self._tags,
+                p.UNSET_TAGS: self._tags,
+                p.GRANT: self._grant,
+                p.REVOKE: self._grant,
+                p.DESCRIBE: self._describe,
+                p.SHOW_TABLES: self._show_tables,
+                p.SHOW_SCHEMAS: self._show_schemas,
+            }[stmt.kind]
+        )
         try:
             result: SqlResult = handler(sid, stmt, params, who)
         except RecursionError:  # rewriting or printing a deeply nested tree
