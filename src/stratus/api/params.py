@@ -55,6 +55,9 @@ class _Params(BaseModel):
     city_id: CsvList = Field(min_length=1, max_length=MAX_CITIES)
     start: StrictDate
     end: StrictDate
+    # time travel: the table as it was at a Delta version, or at a moment (ISO 8601)
+    as_of_version: int | None = Field(default=None, ge=0)
+    as_of: str | None = Field(default=None, max_length=64)
 
     @field_validator("city_id")
     @classmethod
@@ -68,6 +71,8 @@ class _Params(BaseModel):
     def _order(self) -> _Params:
         if self.end < self.start:
             raise ValueError(f"end ({self.end}) is before start ({self.start})")
+        if self.as_of_version is not None and self.as_of is not None:
+            raise ValueError("give as_of_version or as_of, not both")
         return self
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute
 from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError
 
@@ -101,6 +102,13 @@ def snapshot(
     table = _open(lakehouse, spec, version)
     if timestamp is not None:
         when = parse_timestamp(timestamp) if isinstance(timestamp, str) else timestamp
+        with storage_io(f"cannot read the history of {spec.full_name}"):
+            stamps = [e["timestamp"] for e in table.history() if e.get("timestamp")]
+        if not stamps or when.timestamp() * 1000 < min(stamps):
+            raise VersionUnavailable(
+                f"{spec.full_name} has no version at or before {when.isoformat()} (its first "
+                "version is later)"
+            )
         try:
             table.load_as_version(when)
         except (DeltaError, ValueError) as exc:
@@ -119,6 +127,29 @@ def snapshot(
             )
     schema = pa.schema(table.schema().to_arrow())  # type: ignore[arg-type]
     return Snapshot(table.version(), files, schema)
+
+
+@dataclass(frozen=True)
+class AsOf:
+    """A point in a table's history: a version, or the latest version at a moment."""
+
+    version: int | None = None
+    timestamp: str | None = None
+
+
+def snapshot_files(
+    lakehouse: Lakehouse,
+    spec: TableSpec,
+    as_of: AsOf,
+    partition: str,
+    values: Sequence[str],
+) -> list[str]:
+    """The data files of a past version holding the given partition values (hive paths)."""
+    snap = snapshot(lakehouse, spec, as_of.version, as_of.timestamp)
+    if partition not in spec.partition_by:
+        return snap.files
+    wanted = {f"/{partition}={v}/" for v in values}
+    return [f for f in snap.files if any(w in f for w in wanted)]
 
 
 def latest_version(lakehouse: Lakehouse, spec: TableSpec) -> int:
@@ -266,6 +297,26 @@ def _quote(column: str) -> str:
     return "`" + column.replace("`", "``") + "`"
 
 
+def _one_partition(spec: TableSpec, source: pa.Table) -> str | None:
+    """``(t.p = 'v')`` when every changed or removed row is in partition ``p = v`` (one value:
+    delta-rs prunes files on an equality; a multi-value IN is left out)."""
+    clause = source.column("__clause")
+    rows = source.filter(pa.compute.less(clause, 100))
+    if rows.num_rows == 0:
+        return None
+    parts = []
+    for column in spec.partition_by:
+        values = rows.column(original(column)).unique().to_pylist()
+        if len(values) != 1:
+            continue
+        value = values[0]
+        if isinstance(value, str):
+            parts.append(f"(t.{_quote(column)} = '{value.replace(chr(39), chr(39) * 2)}')")
+        elif isinstance(value, int) and not isinstance(value, bool):
+            parts.append(f"(t.{_quote(column)} = {value})")
+    return " AND ".join(parts) or None
+
+
 # replaced by tests to make a statement fail while delta-rs is writing its files
 def source_batches(table: pa.Table) -> Iterator[pa.RecordBatch]:
     yield from table.to_batches(max_chunksize=SOURCE_BATCH_ROWS)
@@ -290,6 +341,9 @@ def apply_changes(
         for c in changes.match_columns
     )
     predicate = f"s.__clause < 100 AND {match}"
+    narrow = _one_partition(spec, changes.source)
+    if narrow:  # lets delta-rs skip the other partitions' files (the source is streamed)
+        predicate = f"{narrow} AND {predicate}"
     produce = batches or source_batches
     reader = pa.RecordBatchReader.from_batches(changes.source.schema, produce(changes.source))
     try:
@@ -301,7 +355,7 @@ def apply_changes(
                 target_alias="t",
                 writer_properties=lakehouse._writer_properties(),
                 commit_properties=_props(operation, statement_id),
-                streamed_exec=False,
+                streamed_exec=True,
             )
             for clause, updates in changes.updates:
                 merger = merger.when_matched_update(updates, predicate=f"s.__clause = {clause}")

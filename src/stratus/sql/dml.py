@@ -150,10 +150,14 @@ class Dml:
         columns[RID] = pa.array(range(raw.num_rows), pa.int64())
         run.register(src.view, pa.table(columns), target.full_name)
 
-    def _tokens(self, target: Target, tree: exp.Expression, values: dict[str, Any]) -> None:
-        """``pii_column = constant`` -> token comparison, for callers who see it masked."""
+    def _tokens(
+        self, target: Target, tree: exp.Expression, values: dict[str, Any]
+    ) -> exp.Expression:
+        """``pii_column = constant`` -> token comparison, for callers who see it masked (a
+        copy of ``tree``)."""
         if target.unmask or not target.pii:
-            return
+            return tree
+        root = exp.Paren(this=tree.copy())
         by_lower = {c.lower(): c for c in target.pii}
 
         def pii_column(node: exp.Expression) -> str | None:
@@ -174,7 +178,7 @@ class Dml:
             original = ops.original(token_column(column))
             return exp.In(this=_col(target.alias, original), expressions=out)
 
-        for node in list(tree.find_all(exp.EQ, exp.In)):
+        for node in list(root.find_all(exp.EQ, exp.In)):
             if isinstance(node, exp.EQ):
                 left, right = node.this, node.expression
                 col = pii_column(left)
@@ -188,6 +192,7 @@ class Dml:
                     found = tokens_for(col, list(node.expressions))
             if found is not None:
                 node.replace(found)
+        return root.this  # type: ignore[no-any-return]
 
     def _cast(self, value: exp.Expression, field: pa.Field, name: str) -> exp.Expression:
         to = exp.DataType.build(duck_type(field.type), dialect="duckdb")
@@ -307,7 +312,7 @@ class Dml:
         lineage = exp.select(*[exp.alias_(e.copy(), c) for c, e in sets]).from_(tree.this.copy())
         if where is not None:
             lineage = lineage.where(where.copy())
-            self._tokens(target, where, values)
+            where = self._tokens(target, where, values)
         table = tree.this.copy()
         q = exp.select(
             exp.alias_(exp.Literal.number(1), CLAUSE),
@@ -346,7 +351,7 @@ class Dml:
                 raise
             self.svc._lineage_call("complete", event)
             return self._result(sid, stmt, target, deleted, {"deleted": deleted})
-        self._tokens(target, where, values)
+        where = self._tokens(target, where, values)
         q = exp.select(exp.alias_(exp.Literal.number(1), CLAUSE), *target.hidden()).from_(
             tree.this.copy()
         )
@@ -375,10 +380,10 @@ class Dml:
         on: exp.Expression = stmt.args["on"]
         clauses: list[parse_ext.Clause] = stmt.args["clauses"]
         plain_on = on.copy()
-        self._tokens(target, on, values)
+        on = self._tokens(target, on, values)
         for c in clauses:
             if c.condition is not None:
-                self._tokens(target, c.condition, values)
+                c.condition = self._tokens(target, c.condition, values)
         names = list(target.spec.schema.names)
 
         def source_node() -> exp.Expression:
