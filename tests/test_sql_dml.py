@@ -155,6 +155,21 @@ def test_weather_corrections_script(lake: Lake) -> None:
     assert json.loads(history["operationMetrics"])["num_target_rows_inserted"] == 1
     # time travel: the table as it was before the MERGE
     assert hourly_rows(lk, day + " AND hour IN ('0100', '0200')", v0) == before_rows
+    # the weather API answers as the table was (as_of_version, as_of), or as it is now
+    weather = "/api/v1/weather?city_id=greensboro&start=1980-04-01&end=1980-04-01&fields=ts,temp"
+    now = lk.client().get(weather).get_json()["data"]
+    then = lk.client().get(f"{weather}&as_of_version={v0}").get_json()["data"]
+    assert (then[0]["temp"], now[0]["temp"]) == (before_rows[0]["temp"], 8.4)
+    assert len(then) == len(now) + 1  # 02:00 was deleted since
+    moment = lk.ok(f"DESCRIBE HISTORY {HOURLY} LIMIT 2")["data"][1]["timestamp"]
+    at = lk.client().get(f"{weather}&as_of={moment.replace('+00:00', 'Z')}")
+    assert at.status_code == 200 and at.get_json()["data"] == then, at.get_json()
+    summary = "/api/v1/weather/summary?city_id=greensboro&start=1980-04-01&end=1980-04-01"
+    assert lk.client().get(f"{summary}&as_of_version={v0}").get_json()["data"][0][
+        "hours_observed"
+    ] == len(then)
+    both = lk.client().get(f"{weather}&as_of_version=1&as_of=2020-01-01")
+    assert both.status_code == 400
     # wes may read the weather table, not change it
     denied = lk.sql(by_start["MERGE INTO"], "wes")
     assert denied.status_code == 403 and "MODIFY" in denied.get_json()["detail"]
@@ -185,6 +200,7 @@ def test_weather_corrections_script(lake: Lake) -> None:
     listed = lk.client().get("/api/2.1/unity-catalog/tables?catalog_name=main&schema_name=demo")
     info = {t["name"]: t for t in listed.get_json()["tables"]}["station_corrections"]
     assert info["table_type"] == "VIEW"
+    assert "FROM main.demo.corrections" in info["view_definition"]
     assert [c["name"] for c in info["columns"]] == [
         "city_id",
         "ts",
