@@ -234,6 +234,16 @@ _WINDOW = [
     _CITY_PARAM,
     _param("start", _DATE, "First date (inclusive), YYYY-MM-DD.", True, example="2013-06-01"),
     _param("end", _DATE, "Last date (inclusive), YYYY-MM-DD.", True, example="2013-06-07"),
+    _param(
+        "as_of_version",
+        {"type": "integer", "minimum": 0},
+        "Answer as the table was at this Delta version (400 if missing or vacuumed).",
+    ),
+    _param(
+        "as_of",
+        {"type": "string", "maxLength": 64},
+        "Or: as the table was at this moment (ISO 8601; not with as_of_version).",
+    ),
 ]
 _LIMIT = _param(
     "limit",

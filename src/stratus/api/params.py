@@ -56,7 +56,7 @@ class _Params(BaseModel):
     start: StrictDate
     end: StrictDate
     # time travel: the table as it was at a Delta version, or at a moment (ISO 8601)
-    as_of_version: int | None = Field(default=None, ge=0)
+    as_of_version: int | None = Field(default=None, ge=0, le=2**62)
     as_of: str | None = Field(default=None, max_length=64)
 
     @field_validator("city_id")

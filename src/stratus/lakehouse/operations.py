@@ -83,8 +83,7 @@ def parse_timestamp(text: str) -> dt.datetime:
         value = dt.datetime.fromisoformat(text.strip().replace(" ", "T", 1))
     except ValueError:
         raise InvalidArgument(
-            f"TIMESTAMP AS OF {text!r}: not a timestamp (use 'YYYY-MM-DD[ HH:MM:SS]')",
-            parameter="statement",
+            f"{text!r} is not a timestamp (use 'YYYY-MM-DD[ HH:MM:SS][+HH:MM]')"
         ) from None
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
@@ -97,8 +96,8 @@ def snapshot(
 ) -> Snapshot:
     """The table as it was at ``version`` (or the latest at or before ``timestamp``); 400
     (:class:`VersionUnavailable`) if that version does not exist or its files were vacuumed."""
-    if version is not None and version < 0:
-        raise VersionUnavailable(f"{spec.full_name}: versions start at 0")
+    if version is not None and not 0 <= version < 2**62:
+        raise VersionUnavailable(f"{spec.full_name} has no version {version}")
     table = _open(lakehouse, spec, version)
     if timestamp is not None:
         when = parse_timestamp(timestamp) if isinstance(timestamp, str) else timestamp
