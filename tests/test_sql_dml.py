@@ -237,9 +237,20 @@ def test_weather_corrections_script(lake: Lake) -> None:
     copied = lk.sql(f"CREATE TABLE main.demo.review AS SELECT ts, reported_by FROM {view}", "uma")
     assert copied.status_code == 200, copied.get_json()
     review = last_event(lk, "main.demo.review")
+    assert set(review.source_tables) == {view, "main.demo.corrections", HOURLY}  # view -> reader
     assert ("main.demo.corrections", "reported_by", "reported_by", "IDENTITY") in edges(review)
     assert lk.stratus.tables.protector.pii_columns("main.demo.review") == {"reported_by": "email"}
     assert files_contain(lk.stratus, "main.demo.review", ["john.roe@example.org"]) == []
+
+    for statement in (
+        f"DESCRIBE HISTORY {view}",
+        f"OPTIMIZE {view}",
+        f"UPDATE {view} SET ts = NULL",
+        f"INSERT INTO {view} (city_id) VALUES ('x')",
+        f"DROP TABLE {view}",
+    ):
+        refused = lk.sql(statement)
+        assert refused.status_code == 400 and "view" in refused.get_json()["detail"], statement
 
     # OPTIMIZE: fewer files, the same rows
     files_before = len(

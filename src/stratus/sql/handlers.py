@@ -37,4 +37,11 @@ def route(svc: SqlService, stmt: p.Statement) -> Callable[..., Any] | None:
         from stratus.sql import maintenance
 
         return getattr(maintenance, kind.lower())(svc)  # type: ignore[no-any-return]
+    if kind in (p.INSERT, p.DROP_TABLE):  # a view is neither written nor dropped as a table
+        from stratus.sql import views
+
+        original = svc._insert if kind == p.INSERT else svc._drop
+        return lambda sid, st, params, who: views.not_as_table(svc, st, who, original)(
+            sid, st, params, who
+        )
     return None

@@ -287,7 +287,7 @@ class SqlService:
     def _sources(self, query: exp.Expression, who: Identity) -> list[Source]:
         """Every catalog table ``query`` reads, resolved and authorized (SELECT) before any
         data is read; their references are rewritten to full names."""
-        views.expand(self, query, who)  # a view's tables are read with its owner's rights
+        used = views.expand(self, query, who)  # a view's tables are read with its owner's rights
         ctes = _cte_names(query)
         found: dict[tuple[str, str | None], Source] = {}
         allowed: set[tuple[str, str]] = set()
@@ -315,7 +315,7 @@ class SqlService:
             node.set("this", exp.to_identifier(name))
             node.set("db", exp.to_identifier(schema))
             node.set("catalog", exp.to_identifier(catalog))
-        return list(found.values())
+        return views.Sources(found.values(), used)
 
     def _table_info(self, full_name: str) -> tuple[TableSpec, dict[str, str]]:
         """A table's spec and PII columns, cached until the metastore's generation moves (tags,
@@ -404,7 +404,7 @@ class SqlService:
             principal=who.name,
             event_time=dt.datetime.now(dt.UTC),
             target_table=target,
-            source_tables=tuple(s.full_name for s in sources),
+            source_tables=views.source_tables(sources),
             column_edges=edges,
             sql=text,
             target_schema=_schema_pairs(schema) if schema is not None else (),

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 from sqlglot import exp
 
-from stratus.catalog.errors import PermissionDenied
+from stratus.catalog.errors import InvalidArgument, PermissionDenied
 from stratus.lakehouse import operations as ops
 from stratus.security.authz import Identity
 from stratus.sql import parse as p
@@ -55,12 +55,18 @@ def pin(svc: SqlService, src: Source, version: parse_ext.Version) -> None:
     src.files = snap.files
 
 
+def _not_a_view(svc: SqlService, full_name: str, what: str) -> None:
+    if svc.metastore.get_table(full_name).table_type == "VIEW":
+        raise InvalidArgument(f"{full_name} is a view: {what} works on tables")
+
+
 def describe_history(svc: SqlService) -> Callable[..., SqlResult]:
     def run(sid: str, stmt: p.Statement, params: Parameters, who: Identity) -> SqlResult:
         from stratus.sql.service import SqlResult
 
         full_name = svc.resolve_table(stmt.args["name"])
         svc.authz.require_table(who, full_name, "SELECT")
+        _not_a_view(svc, full_name, "DESCRIBE HISTORY")
         spec, pii = svc._table_info(full_name)
         physical = svc.protector.physical_spec(spec, pii)
         entries = ops.history(svc.lakehouse, physical, stmt.args["limit"])
@@ -92,6 +98,7 @@ def restore(svc: SqlService) -> Callable[..., SqlResult]:
         svc.authz.require_table(who, full_name, "MODIFY")
         if full_name.split(".")[0] == "system":
             raise PermissionDenied(f"{full_name} is a system table: RESTORE cannot change it")
+        _not_a_view(svc, full_name, "RESTORE")
         spec, pii = svc._table_info(full_name)
         physical = svc.protector.physical_spec(spec, pii)
         version = parse_ext.Version(stmt.args["version"], stmt.args["timestamp"])

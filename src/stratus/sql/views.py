@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -28,7 +28,7 @@ from stratus.catalog.metastore import check_name
 from stratus.security.authz import Identity
 from stratus.sql import parse as p
 from stratus.sql.errors import UnsupportedStatement
-from stratus.sql.execution import Parameters
+from stratus.sql.execution import Parameters, Source
 from stratus.sql.types import column_dict, storable
 from stratus.tables.protect import PII_TAG
 
@@ -113,6 +113,21 @@ def expand(svc: SqlService, query: exp.Expression, who: Identity) -> list[str]:
         if not changed:
             return used
     raise UnsupportedStatement(f"views nested more than {MAX_DEPTH} deep (or a view cycle)")
+
+
+class Sources(list):  # type: ignore[type-arg]
+    """The sources of a query, and the views it reads through (for table lineage)."""
+
+    def __init__(self, items: Iterable[Source], views: Sequence[str] = ()) -> None:
+        super().__init__(items)
+        self.views = tuple(dict.fromkeys(views))
+
+
+def source_tables(sources: Sequence[Source]) -> tuple[str, ...]:
+    """Table lineage: the tables read, and the views they were read through (source -> view
+    -> reader; the view's own lineage links it to its sources)."""
+    names = [s.full_name for s in sources]
+    return tuple(dict.fromkeys([*names, *getattr(sources, "views", ())]))
 
 
 def _qualified(svc: SqlService, query: exp.Expression) -> exp.Expression:
@@ -246,6 +261,21 @@ def drop_view(svc: SqlService) -> Callable[..., SqlResult]:
         return SqlResult(sid, stmt.kind, pa.table({}), table=full_name)
 
     return run
+
+
+def not_as_table(
+    svc: SqlService, stmt: p.Statement, who: Identity, handler: Callable[..., SqlResult]
+) -> Callable[..., SqlResult]:
+    """``handler`` unless the statement's table is a view the caller can see (then a 400)."""
+    try:
+        full_name = svc.resolve_table(stmt.args["name"])
+    except InvalidArgument:
+        return handler
+    if _view_of(svc, full_name) is not None and svc.authz.can_see(who, "table", full_name):
+        verb = "INSERT INTO" if stmt.kind == p.INSERT else "DROP TABLE"
+        hint = "change its tables" if stmt.kind == p.INSERT else "use DROP VIEW"
+        raise InvalidArgument(f"{full_name} is a view: {verb} works on tables ({hint})")
+    return handler
 
 
 def definition_of(properties: dict[str, Any] | None) -> str | None:
