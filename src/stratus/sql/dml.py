@@ -42,7 +42,15 @@ from stratus.security.authz import Identity
 from stratus.sql import parse as p
 from stratus.sql import parse_ext
 from stratus.sql.errors import SqlExecutionError, UnsupportedStatement
-from stratus.sql.execution import Parameters, Run, Source, _constant, bind, rewrite
+from stratus.sql.execution import (
+    Parameters,
+    Run,
+    Source,
+    _constant,
+    _prune_hints,
+    bind,
+    rewrite,
+)
 from stratus.sql.lineage_edges import DIRECT
 from stratus.tables.protect import token_column
 
@@ -130,12 +138,30 @@ class Dml:
             full_name, spec, pii, physical, version, bool({"UNMASK", "OWNER"} & held), alias
         )
 
-    def _load_target(self, run: Run, target: Target, src: Source) -> None:
+    def _target_files(self, target: Target, src: Source, values: Mapping[str, Any]) -> list[str]:
+        """The files of the version read that can hold the rows a WHERE selects (partition
+        values and min/max statistics, as for queries), else all of them."""
+        svc = self.svc
+        lake = svc.lakehouse
+        if len(src.nodes) == 1 and lake.version(target.physical) == target.version:
+            partition, ranges = _prune_hints(src.nodes[0], target.spec, target.pii, values)
+            if partition or ranges:
+                try:
+                    files = lake.prune(target.physical, partition or None, ranges or None)
+                except TypeError:  # statistics the hint cannot be compared with
+                    files = None
+                if files is not None and lake.version(target.physical) == target.version:
+                    return files
+        return ops.snapshot(lake, target.physical, target.version).files
+
+    def _load_target(
+        self, run: Run, target: Target, src: Source, values: Mapping[str, Any]
+    ) -> None:
         """The target's rows at the version read, as the caller sees them, with originals."""
         svc = self.svc
-        snap = ops.snapshot(svc.lakehouse, target.physical, target.version)
+        files = self._target_files(target, src, values)
         raw_name = src.view + "_raw"
-        svc.reader._relation(run, raw_name, target.physical, snap.files, target.full_name)
+        svc.reader._relation(run, raw_name, target.physical, files, target.full_name)
         raw = run.table(f'SELECT * FROM "{raw_name}"')
         columns: dict[str, Any] = {}
         if target.pii:
@@ -284,7 +310,7 @@ class Dml:
         try:
             with svc._run() as run:
                 svc.reader.load(run, others, carrier, values)
-                self._load_target(run, target, tsrc)
+                self._load_target(run, target, tsrc, values)
                 rewrite(sources)
                 results = [run.table(q.sql(dialect="duckdb"), values) for q in queries]
                 run.check()
