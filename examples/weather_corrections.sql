@@ -39,7 +39,8 @@ USING main.demo.corrections AS c
 ON h.city_id = c.city_id AND h.ts = c.ts
 WHEN MATCHED AND c.temp IS NULL THEN DELETE
 WHEN MATCHED THEN UPDATE SET temp = c.temp, humidity = c.humidity, description = c.description
-WHEN NOT MATCHED THEN INSERT (city_id, date, hour, ts, temp, humidity, description)
+WHEN NOT MATCHED AND c.temp IS NOT NULL THEN
+  INSERT (city_id, date, hour, ts, temp, humidity, description)
   VALUES (c.city_id, CAST(c.ts AS DATE), date_format(c.ts, 'HHmm'), c.ts, c.temp, c.humidity,
           c.description);
 

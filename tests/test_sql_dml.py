@@ -459,3 +459,13 @@ def test_create_or_replace_keeps_grants_and_history(lake: Lake) -> None:
     assert fresh["table"] == "main.default.board_new"
     builtin = lk.sql(f"CREATE OR REPLACE TABLE {HOURLY} (x INT)")
     assert builtin.status_code == 403
+
+
+def test_the_script_can_run_again(lake: Lake) -> None:
+    statements = split_statements(SCRIPT.read_text())
+    results = [lake.ok(text) for text in statements]  # after the first run (or on its own)
+    merged = next(r for r in results if r["statement_type"] == "MERGE")
+    assert merged["data"][0]["num_inserted_rows"] <= 1  # 1 on a first run, 0 after
+    again = lake.ok(next(s for s in statements if s.upper().startswith("MERGE")))
+    assert again["data"][0]["num_inserted_rows"] == 0
+    assert again["data"][0]["num_deleted_rows"] == 0  # the bad reading is gone for good
