@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute
 from deltalake import CommitProperties, DeltaTable
-from deltalake.exceptions import CommitFailedError, DeltaError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from stratus.catalog import TableSpec
 from stratus.catalog.errors import CatalogError, InvalidArgument
@@ -57,6 +57,8 @@ def _open(lakehouse: Lakehouse, spec: TableSpec, version: int | None = None) -> 
             return DeltaTable(
                 lakehouse.url(spec), version=version, storage_options=lakehouse.storage.options
             )
+    except TableNotFoundError:
+        raise VersionUnavailable(f"{spec.full_name} has no data yet") from None
     except DeltaError as exc:
         if version is not None:
             raise VersionUnavailable(
