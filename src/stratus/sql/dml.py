@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
-from stratus.catalog.errors import InvalidArgument, NotFound, PermissionDenied
+from stratus.catalog.errors import InvalidArgument, PermissionDenied
 from stratus.catalog.registry import TableSpec
 from stratus.engine.local import duck_type
 from stratus.lakehouse import operations as ops
@@ -59,10 +59,8 @@ if TYPE_CHECKING:
 
 RID = "__rid"
 CLAUSE = "__clause"
-BY_SOURCE, INSERTS = (
-    50,
-    100,
-)  # clause numbers: matched 1.., not matched by source 50.., inserts 100..
+# clause numbers: WHEN MATCHED 1.., WHEN NOT MATCHED BY SOURCE 50.., WHEN NOT MATCHED 100..
+BY_SOURCE, INSERTS = 50, 100
 
 
 def _ident(name: str) -> exp.Identifier:
@@ -421,6 +419,8 @@ class Dml:
         for c in clauses:
             number = counters[c.match]
             counters[c.match] += 1
+            if number % 50 == 49:
+                raise UnsupportedStatement("more than 48 WHEN clauses of one kind in a MERGE")
             assign: list[tuple[str, exp.Expression]] = []
             if c.action == "update":
                 pairs = c.sets if c.sets is not None else [(n, _col(salias, n)) for n in names]
@@ -589,4 +589,4 @@ def _reason(exc: BaseException) -> str:
     return getattr(exc, "message", None) or str(exc) or type(exc).__name__
 
 
-__all__ = ["Dml", "NotFound"]
+__all__ = ["Dml"]

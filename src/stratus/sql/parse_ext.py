@@ -8,7 +8,7 @@ trees are checked and classified here. ``DESCRIBE HISTORY``, ``RESTORE``, ``OPTI
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlglot import exp
 from sqlglot.tokens import Token, TokenType
@@ -35,7 +35,6 @@ class Version:
 
     number: int | None = None
     timestamp: str | None = None
-    extra: dict = field(default_factory=dict)
 
     def text(self) -> str:
         if self.number is not None:

@@ -23,7 +23,7 @@ from stratus.catalog.specs import KEY_PROPERTY
 from stratus.lakehouse.storage import storage_io
 from stratus.security.authz import Identity
 from stratus.sql import parse as p
-from stratus.sql.errors import SqlSyntaxError, UnsupportedStatement
+from stratus.sql.errors import SqlSyntaxError
 from stratus.sql.execution import Parameters, bind, valid_column_name
 from stratus.sql.types import arrow_from_sql, column_dict, storable
 from stratus.tables.protect import PII_TAG
@@ -165,4 +165,4 @@ def replace_table(
     return SqlResult(sid, stmt.kind, pa.table({}), affected_rows=data.num_rows, table=full_name)
 
 
-__all__ = ["UnsupportedStatement", "replace_table"]
+__all__ = ["replace_table"]
