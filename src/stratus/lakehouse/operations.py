@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute
@@ -22,7 +23,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from stratus.catalog import TableSpec
 from stratus.catalog.errors import CatalogError, InvalidArgument
 from stratus.lakehouse.storage import storage_io, unavailable
-from stratus.lakehouse.tables import Lakehouse, WriteConflictError
+from stratus.lakehouse.tables import Lakehouse, NoSuchVersion, WriteConflictError
 
 OPERATION_KEY = "stratus.operation"
 STATEMENT_KEY = "stratus.statement_id"
@@ -100,34 +101,33 @@ def snapshot(
     (:class:`VersionUnavailable`) if that version does not exist or its files were vacuumed."""
     if version is not None and not 0 <= version < 2**62:
         raise VersionUnavailable(f"{spec.full_name} has no version {version}")
-    table = _open(lakehouse, spec, version)
     if timestamp is not None:
         when = parse_timestamp(timestamp) if isinstance(timestamp, str) else timestamp
-        with storage_io(f"cannot read the history of {spec.full_name}"):
-            stamps = [e["timestamp"] for e in table.history() if e.get("timestamp")]
-        if not stamps or when.timestamp() * 1000 < min(stamps):
+        at_ms = when.timestamp() * 1000
+        earlier = [v for v, ms in lakehouse.history(spec) if ms <= at_ms]
+        if not earlier:
             raise VersionUnavailable(
-                f"{spec.full_name} has no version at or before {when.isoformat()} (its first "
-                "version is later)"
+                f"{spec.full_name} has no version at or before {when.isoformat()}"
             )
-        try:
-            table.load_as_version(when)
-        except (DeltaError, ValueError) as exc:
-            raise VersionUnavailable(
-                f"{spec.full_name} has no version at or before {when.isoformat()} "
-                f"({_first_line(exc)})"
-            ) from None
-    files = list(table.file_uris())
+        version = max(earlier)
+    try:
+        past = lakehouse.snapshot(spec, version)  # past versions cached by the lakehouse
+    except NoSuchVersion:
+        raise VersionUnavailable(f"{spec.full_name} has no version {version}") from None
+    if past is None:
+        raise VersionUnavailable(f"{spec.full_name} has no data yet")
+    root = lakehouse.url(spec).rstrip("/")
+    files = [f"{root}/{path}" for path in past.files.column("path").to_pylist()]
     storage = lakehouse.storage
     if storage.is_local:
-        missing = [f for f in files if not os.path.exists(storage.local_path(f))]
+        missing = [f for f in files if not os.path.exists(unquote(storage.local_path(f)))]
         if missing:
             raise VersionUnavailable(
-                f"{spec.full_name} version {table.version()}: {len(missing)} of its data files "
+                f"{spec.full_name} version {past.version}: {len(missing)} of its data files "
                 "were removed by VACUUM"
             )
-    schema = pa.schema(table.schema().to_arrow())  # type: ignore[arg-type]
-    return Snapshot(table.version(), files, schema)
+    schema = past.arrow_schema if past.arrow_schema is not None else spec.schema
+    return Snapshot(past.version, files, schema)
 
 
 @dataclass(frozen=True)
