@@ -511,3 +511,8 @@ def test_dml_time_travel_and_maintenance_on_each_backend(backend: Stratus) -> No
     assert rows("VACUUM main.default.kv") == []
     sql.execute("RESTORE TABLE main.default.kv TO VERSION AS OF 1")
     assert rows("SELECT count(*) AS n FROM main.default.kv") == [{"n": 3}]
+    spec = backend.tables.spec("main.default.kv")
+    assert ops.vacuum(backend.lakehouse, spec, retain_hours=0)  # what SQL refuses here
+    with pytest.raises(ops.VersionUnavailable, match="removed by VACUUM"):
+        sql.execute("SELECT * FROM main.default.kv VERSION AS OF 4")
+    assert rows("SELECT count(*) AS n FROM main.default.kv") == [{"n": 3}]
