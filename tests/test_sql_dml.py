@@ -516,3 +516,38 @@ def test_dml_time_travel_and_maintenance_on_each_backend(backend: Stratus) -> No
     with pytest.raises(ops.VersionUnavailable, match="removed by VACUUM"):
         sql.execute("SELECT * FROM main.default.kv VERSION AS OF 4")
     assert rows("SELECT count(*) AS n FROM main.default.kv") == [{"n": 3}]
+
+
+def test_merge_and_update_read_only_the_partitions_they_can_change(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stratus.sql.dml import Dml
+
+    lk = lake
+    lk.ok("CREATE TABLE main.default.parts (p STRING, k INT, v INT) PARTITIONED BY (p)")
+    lk.ok("INSERT INTO main.default.parts VALUES ('a', 1, 0), ('b', 1, 0), ('c', 1, 0)")
+    read: list[list[str]] = []
+    original = Dml._target_files
+
+    def spy(self: Dml, *args: Any) -> list[str]:
+        files = original(self, *args)
+        read.append(files)
+        return files
+
+    monkeypatch.setattr(Dml, "_target_files", spy)
+    merged = lk.ok(
+        "MERGE INTO main.default.parts t USING (SELECT 'b' AS p, 1 AS k, 5 AS v UNION ALL "
+        "SELECT 'b', 2, 6) s ON t.p = s.p AND t.k = s.k "
+        "WHEN MATCHED THEN UPDATE SET v = s.v WHEN NOT MATCHED THEN INSERT *"
+    )
+    assert merged["data"][0]["num_updated_rows"] == 1
+    assert merged["data"][0]["num_inserted_rows"] == 1
+    assert len(read[-1]) == 1 and "p=b" in read[-1][0]
+    lk.ok("UPDATE main.default.parts SET v = 9 WHERE p = 'c'")
+    assert len(read[-1]) == 1 and "p=c" in read[-1][0]
+    assert lk.ok("SELECT p, k, v FROM main.default.parts ORDER BY p, k")["data"] == [
+        {"p": "a", "k": 1, "v": 0},
+        {"p": "b", "k": 1, "v": 5},
+        {"p": "b", "k": 2, "v": 6},
+        {"p": "c", "k": 1, "v": 9},
+    ]

@@ -136,13 +136,25 @@ class Dml:
             full_name, spec, pii, physical, version, bool({"UNMASK", "OWNER"} & held), alias
         )
 
-    def _target_files(self, target: Target, src: Source, values: Mapping[str, Any]) -> list[str]:
+    def _target_files(
+        self,
+        target: Target,
+        src: Source,
+        values: Mapping[str, Any],
+        only: dict[str, list[Any]] | None = None,
+    ) -> list[str]:
         """The files of the version read that can hold the rows a WHERE selects (partition
-        values and min/max statistics, as for queries), else all of them."""
+        values and min/max statistics, as for queries) or a MERGE's ON can match (``only``:
+        the partition values its source gives), else all of them."""
         svc = self.svc
         lake = svc.lakehouse
-        if len(src.nodes) == 1 and lake.version(target.physical) == target.version:
-            partition, ranges = _prune_hints(src.nodes[0], target.spec, target.pii, values)
+        if lake.version(target.physical) == target.version:
+            partition: dict[str, list[Any]] = {}
+            ranges: dict[str, tuple[object, object]] = {}
+            if only:
+                partition = {c: [*v, *(str(x) for x in v)] for c, v in only.items()}
+            elif len(src.nodes) == 1:
+                partition, ranges = _prune_hints(src.nodes[0], target.spec, target.pii, values)
             if partition or ranges:
                 try:
                     files = lake.prune(target.physical, partition or None, ranges or None)
@@ -153,11 +165,16 @@ class Dml:
         return ops.snapshot(lake, target.physical, target.version).files
 
     def _load_target(
-        self, run: Run, target: Target, src: Source, values: Mapping[str, Any]
+        self,
+        run: Run,
+        target: Target,
+        src: Source,
+        values: Mapping[str, Any],
+        only: dict[str, list[Any]] | None = None,
     ) -> None:
         """The target's rows at the version read, as the caller sees them, with originals."""
         svc = self.svc
-        files = self._target_files(target, src, values)
+        files = self._target_files(target, src, values, only)
         raw_name = src.view + "_raw"
         svc.reader._relation(run, raw_name, target.physical, files, target.full_name)
         raw = run.table(f'SELECT * FROM "{raw_name}"')
@@ -289,9 +306,10 @@ class Dml:
         lineage_targets: list[str],
         values: dict[str, Any],
         build: Any,
+        probe: exp.Select | None = None,
     ) -> dict[str, int]:
         svc = self.svc
-        carrier = exp.Tuple(expressions=list(queries))
+        carrier = exp.Tuple(expressions=[*queries, *([probe] if probe is not None else [])])
         sources = svc._sources(carrier, who)
         edges: tuple[ColumnEdge, ...] = ()
         lineage_sources = sources
@@ -308,7 +326,13 @@ class Dml:
         try:
             with svc._run() as run:
                 svc.reader.load(run, others, carrier, values)
-                self._load_target(run, target, tsrc, values)
+                only = None
+                if probe is not None and not any(
+                    node is t for node in tsrc.nodes for t in probe.find_all(exp.Table)
+                ):
+                    rewrite(others)
+                    only = _partition_values(run.table(probe.sql(dialect="duckdb"), values))
+                self._load_target(run, target, tsrc, values, only)
                 rewrite(sources)
                 results = [run.table(q.sql(dialect="duckdb"), values) for q in queries]
                 run.check()
@@ -489,6 +513,12 @@ class Dml:
             ).from_(tree.this.copy())
             queries.append(q.where(exp.Not(this=exp.Exists(this=exists))))
             kinds.append("not_matched_by_source")
+        probe = None
+        if not any(c.match == "not_matched_by_source" for c in clauses):
+            keys = _partition_equalities(plain_on, target, salias)
+            if keys:
+                probe = exp.select(*[exp.alias_(e.copy(), c, quoted=True) for c, e in keys])
+                probe = probe.from_(source_node()).distinct()
         written = [
             (n, e) for _, c, assign in plan for n, e in assign if not isinstance(e, exp.Null)
         ]
@@ -543,7 +573,7 @@ class Dml:
             )
 
         counts = self._run_change(
-            sid, stmt, who, target, queries, lineage, [n for n, _ in written], values, build
+            sid, stmt, who, target, queries, lineage, [n for n, _ in written], values, build, probe
         )
         total = counts["updated"] + counts["deleted"] + counts["inserted"]
         return self._result(sid, stmt, target, total, counts)
@@ -562,6 +592,39 @@ class Dml:
             }
         data = pa.table({k: pa.array(v, pa.int64()) for k, v in columns.items()})
         return SqlResult(sid, stmt.kind, data, affected_rows=affected, table=target.full_name)
+
+
+def _partition_equalities(
+    on: exp.Expression, target: Target, source_alias: str
+) -> list[tuple[str, exp.Expression]]:
+    """``t.p = <source expression>`` conjuncts of an ON condition, for partition columns p."""
+    parts = list(on.flatten()) if isinstance(on, exp.And) else [on]
+    by_lower = {c.lower(): c for c in target.spec.partition_by}
+    out: dict[str, exp.Expression] = {}
+    for part in parts:
+        if not isinstance(part, exp.EQ):
+            continue
+        for mine, other in ((part.this, part.expression), (part.expression, part.this)):
+            if not isinstance(mine, exp.Column) or mine.table.lower() != target.alias.lower():
+                continue
+            column = by_lower.get(mine.name.lower())
+            tables = {c.table.lower() for c in other.find_all(exp.Column)}
+            if column and tables == {source_alias.lower()} and column not in out:
+                out[column] = other
+    return list(out.items())
+
+
+def _partition_values(found: pa.Table) -> dict[str, list[Any]] | None:
+    """The partition values a MERGE's source can match (few, and no NULL: the files of other
+    partitions cannot hold a row the ON condition matches)."""
+    if found.num_rows > 1000:
+        return None
+    out: dict[str, list[Any]] = {}
+    for name in found.column_names:
+        values = found.column(name).to_pylist()
+        if all(v is not None for v in values):
+            out[name] = list(dict.fromkeys(values))
+    return out or None
 
 
 def _distinct(data: pa.Table, target: Target) -> pa.Table:
