@@ -164,24 +164,23 @@ class SqlService:
     def run(self, stmt: p.Statement, parameters: Any, who: Identity) -> SqlResult:
         params = Parameters.of(parameters)
         sid = str(uuid.uuid4())
-        handler = (
-            handlers.route(self, stmt)
-            or {
-                p.SELECT: self._select,
-                p.CREATE_SCHEMA: self._create_schema,
-                p.CREATE_TABLE: self._create_table,
-                p.CREATE_TABLE_AS_SELECT: self._ctas,
-                p.INSERT: self._insert,
-                p.DROP_TABLE: self._drop,
-                p.SET_TAGS: self._tags,
-                p.UNSET_TAGS: self._tags,
-                p.GRANT: self._grant,
-                p.REVOKE: self._grant,
-                p.DESCRIBE: self._describe,
-                p.SHOW_TABLES: self._show_tables,
-                p.SHOW_SCHEMAS: self._show_schemas,
-            }[stmt.kind]
-        )
+        handler = {
+            p.SELECT: self._select,
+            p.CREATE_SCHEMA: self._create_schema,
+            p.CREATE_TABLE: self._create_table,
+            p.CREATE_TABLE_AS_SELECT: self._ctas,
+            p.INSERT: self._insert,
+            p.DROP_TABLE: self._drop,
+            p.SET_TAGS: self._tags,
+            p.UNSET_TAGS: self._tags,
+            p.GRANT: self._grant,
+            p.REVOKE: self._grant,
+            p.DESCRIBE: self._describe,
+            p.SHOW_TABLES: self._show_tables,
+            p.SHOW_SCHEMAS: self._show_schemas,
+        }.get(stmt.kind)
+        handler = handlers.route(self, stmt) or handler  # DML, views, time travel, maintenance
+        assert handler is not None
         try:
             result: SqlResult = handler(sid, stmt, params, who)
         except RecursionError:  # rewriting or printing a deeply nested tree
