@@ -226,6 +226,8 @@ def test_weather_corrections_script(lake: Lake) -> None:
     assert lk.ok(f"SELECT reported_by FROM {view} ORDER BY ts")["data"][0] == {
         "reported_by": "john.roe@example.org"  # the admin holds UNMASK
     }
+    as_rows = lk.client().get(f"/api/v1/tables/{view}/rows")
+    assert as_rows.status_code == 400 and "is a view" in as_rows.get_json()["detail"]
     for table in ("main.demo.corrections", HOURLY):
         refused = lk.sql(f"SELECT * FROM {table} LIMIT 1", "rita")
         assert refused.status_code in (403, 404), table
