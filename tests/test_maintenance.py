@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -57,9 +58,32 @@ def test_maintenance_compacts_the_audit_table_and_reports(tmp_path: Path) -> Non
         assert done is not None
         kept = json.loads(maintenance.report_path(stratus.settings.home).read_text())
         assert kept["tables"][0]["table"] == done.tables[0].table
+        assert run_once(lake, stratus.settings.home, min_age_seconds=3600) is None  # just ran
         with maintenance._exclusive(stratus.settings.home / "maintenance" / "lock") as mine:
             assert mine
             assert run_once(lake, stratus.settings.home) is None  # held: skipped
+    finally:
+        stratus.close()
+
+
+def test_the_scheduler_runs_passes_in_the_background(tmp_path: Path) -> None:
+    stratus = Stratus.from_settings(Settings(home=tmp_path / "home"))
+    try:
+        stratus.bootstrap()
+        for _ in range(3):
+            stratus.lakehouse.append(AUDIT, _audit_rows(2, dt.date(2026, 2, 1)))
+        path = maintenance.report_path(stratus.settings.home)
+        scheduler = maintenance.MaintenanceScheduler(
+            stratus.lakehouse, stratus.settings.home, interval_hours=0.5 / 3600
+        )
+        scheduler.start()
+        deadline = time.monotonic() + 60
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        scheduler.stop()
+        report = json.loads(path.read_text())
+        audit = next(t for t in report["tables"] if t["table"] == AUDIT.full_name)
+        assert (audit["files_before"], audit["files_after"]) == (3, 1)
     finally:
         stratus.close()
 

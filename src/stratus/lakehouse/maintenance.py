@@ -120,13 +120,25 @@ def report_path(home: Path) -> Path:
     return home / "maintenance" / "last.json"
 
 
-def run_once(lakehouse: Lakehouse, home: Path) -> MaintenanceReport | None:
-    """One pass unless another process is running one; the report is logged and kept."""
+def run_once(
+    lakehouse: Lakehouse, home: Path, min_age_seconds: float = 0.0
+) -> MaintenanceReport | None:
+    """One pass unless another process is running one (or, with ``min_age_seconds``, ran one
+    that recently: server workers share the schedule); the report is logged and kept."""
     with _exclusive(home / "maintenance" / "lock") as mine:
         if not mine:
             return None
+        last = report_path(home)
+        if (
+            min_age_seconds
+            and last.exists()
+            and time.time() - last.stat().st_mtime < min_age_seconds
+        ):
+            return None
         report = run_maintenance(lakehouse)
-        report_path(home).write_text(json.dumps(report.as_dict(), indent=2))
+        scratch = last.with_suffix(".tmp")
+        scratch.write_text(json.dumps(report.as_dict(), indent=2))
+        scratch.replace(last)  # readers never see half a report
         log.info("system table maintenance: %s (%.1f s)", report.summary(), report.seconds)
         return report
 
@@ -152,7 +164,7 @@ class MaintenanceScheduler:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                run_once(self.lakehouse, self.home)
+                run_once(self.lakehouse, self.home, min_age_seconds=self.interval / 2)
             except Exception:
                 log.exception("system table maintenance failed")
 
