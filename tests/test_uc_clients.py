@@ -357,6 +357,20 @@ def test_local_disk_vends_the_file_url_and_no_secret(local_live: Server) -> None
         json={"url": "/etc", "operation": "PATH_READ"},
     )
     assert outside.status_code == 404
+    climbing = live.call(
+        "POST",
+        f"{UC}/temporary-path-credentials",
+        "reader",
+        json={"url": answer["url"] + "/../cities", "operation": "PATH_READ"},
+    )
+    assert climbing.status_code == 400 and climbing.json()["parameter"] == "url"
+    create = live.call(
+        "POST",
+        f"{UC}/temporary-path-credentials",
+        "reader",
+        json={"url": answer["url"], "operation": "PATH_CREATE_TABLE"},
+    )
+    assert create.status_code == 400 and create.json()["parameter"] == "operation"
 
 
 @pytest.mark.azure
@@ -532,3 +546,26 @@ def test_packaged_spec_is_the_vendored_one() -> None:
     import yaml
 
     assert packaged == yaml.safe_load(SPEC.read_text())
+
+
+def test_volume_credentials_need_read_volume(live: Server) -> None:
+    name = f"files_{uuid.uuid4().hex[:6]}"
+    body = {
+        "catalog_name": "main",
+        "schema_name": "weather",
+        "name": name,
+        "volume_type": "MANAGED",
+    }
+    volume = live.ok("POST", f"{UC}/volumes", json=body)
+    ask = {"volume_id": volume["volume_id"], "operation": "READ_VOLUME"}
+    path = f"{UC}/temporary-volume-credentials"
+    assert live.call("POST", path, "reader", json=ask).status_code in (403, 404)
+    _grant(live, "volume", volume["full_name"], "reader", "READ VOLUME")
+    answer = live.ok("POST", path, "reader", json=ask)
+    assert answer["expiration_time"] > time.time() * 1000
+    write = {**ask, "operation": "WRITE_VOLUME"}
+    assert live.call("POST", path, "reader", json=write).status_code == 403
+    if live.backend == "local":
+        assert answer["url"].startswith("file://") and len(answer) == 2
+    else:
+        assert parse_qs(answer["azure_user_delegation_sas"]["sas_token"])["sp"] == ["rl"]

@@ -240,6 +240,9 @@ def path_credentials() -> Response:
             "PATH_CREATE_TABLE is not supported: create the table with POST /tables, then ask "
             "for its table credentials",
         )
+    segments = body.url.split("://", 1)[-1].split("/")
+    if any(part in (".", "..") for part in segments):
+        raise _invalid("url", "must not contain . or .. segments")
     kind, name = _owner_of_path(current_identity(), body.url)
     if kind == "table":
         operation = "READ" if body.operation == "PATH_READ" else "READ_WRITE"
