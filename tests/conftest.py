@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 
 from stratus.config import Settings
 from stratus.context import Stratus
+from tests.services import Postgres, Redis
 
 ROOT = Path(__file__).resolve().parents[1]
 # The emulator's well-known development account (public, documented by Microsoft).
@@ -75,6 +76,46 @@ def azurite() -> Iterator[str]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """Debian's PostgreSQL (initdb + pg_ctl) in a temporary directory on a free port, for the
+    whole run; each user asks it for a fresh database (``postgres.create_database()``)."""
+    server = Postgres.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis() -> Iterator[Redis]:
+    """Debian's redis-server on a free port (no persistence), for the whole run."""
+    server = Redis.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# The metastore-dependent modules (metastore, governance, sharing, jobs, Unity Catalog) run
+# their main fixtures on both databases: SQLite in the home (the default) and PostgreSQL.
+METASTORES = ["sqlite", "postgresql"]
+
+
+def metastore_url_for(request: pytest.FixtureRequest, kind: str) -> str | None:
+    """None (SQLite in STRATUS_HOME) or the URL of a fresh PostgreSQL database."""
+    if kind == "sqlite":
+        return None
+    server: Postgres = request.getfixturevalue("postgres")
+    return server.create_database()
+
+
+@pytest.fixture(scope="module", params=METASTORES)
+def metastore_url(request: pytest.FixtureRequest) -> str | None:
+    """Module-wide: the module's fixtures and tests run once per metastore database."""
+    return metastore_url_for(request, request.param)
 
 
 def azure_settings(endpoint: str, home: Path, container: str | None = None) -> Settings:
