@@ -157,7 +157,7 @@ def sample_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _load(stratus: Stratus, sample_csv: Path) -> Stratus:
+def load_sample(stratus: Stratus, sample_csv: Path) -> Stratus:
     from stratus.weather.sample import cities_path_for
 
     stratus.ingest.ingest(cities_path_for(sample_csv), "cities")
@@ -165,11 +165,14 @@ def _load(stratus: Stratus, sample_csv: Path) -> Stratus:
     return stratus
 
 
+_load = load_sample  # its older name (tests/test_fuzz.py)
+
+
 @pytest.fixture(scope="session")
 def loaded_local(tmp_path_factory: pytest.TempPathFactory, sample_csv: Path) -> Iterator[Stratus]:
     """A local lakehouse holding the whole sample dataset (read-only for tests)."""
     home = tmp_path_factory.mktemp("loaded") / "home"
-    stratus = _load(Stratus.from_settings(Settings(home=home)), sample_csv)
+    stratus = load_sample(Stratus.from_settings(Settings(home=home)), sample_csv)
     yield stratus
     stratus.close()
 
@@ -179,7 +182,7 @@ def loaded_azure(
     tmp_path_factory: pytest.TempPathFactory, sample_csv: Path, azurite: str
 ) -> Iterator[Stratus]:
     home = tmp_path_factory.mktemp("loaded-az") / "home"
-    stratus = _load(Stratus.from_settings(azure_settings(azurite, home)), sample_csv)
+    stratus = load_sample(Stratus.from_settings(azure_settings(azurite, home)), sample_csv)
     yield stratus
     stratus.close()
 

@@ -50,7 +50,7 @@ class Server:
             try:
                 if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
                     return time.monotonic() - self.started
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             time.sleep(0.05)
         pytest.fail(f"no /health after {timeout}s:\n{self.log.read_text()[-3000:]}")
