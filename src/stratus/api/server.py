@@ -64,6 +64,10 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return create_app(settings=self.settings)
 
 
+class StartupError(RuntimeError):
+    """Migrations or the built-in securables could not be set up: nothing is served."""
+
+
 def prepare(settings: Settings) -> None:
     """Migrations and built-in securables, once, before gunicorn forks its workers: done in a
     forked child, so the master never holds a database connection or delta-rs's runtime (neither
@@ -89,7 +93,7 @@ def prepare(settings: Settings) -> None:
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
-        raise RuntimeError(f"start-up failed (exit code {code}); see the log above")
+        raise StartupError(f"start-up failed (exit code {code}); see the log above")
 
 
 def run_gunicorn(settings: Settings) -> None:

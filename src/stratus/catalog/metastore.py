@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from stratus.catalog import models as m
 from stratus.catalog.errors import AlreadyExists, InvalidArgument, NotEmpty, NotFound
 from stratus.catalog.startup import startup_lock
+from stratus.extras import require
 
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,254}")
 SECURABLE_TYPES = ("metastore", "catalog", "schema", "table", "volume")
@@ -101,6 +102,8 @@ class Page:
 class MetastoreService:
     def __init__(self, url: str) -> None:
         self.url = url
+        if url.startswith("postgresql+psycopg"):
+            require("postgres", "a PostgreSQL metastore (STRATUS_METASTORE_URL)")
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(url, future=True)
