@@ -715,3 +715,29 @@ def test_compose_stratus_healthcheck_probe_runs(
     assert _probe([a.replace("{port}", str(port)) for a in argv], port) == 0
     handler.status = 500
     assert _probe([a.replace("{port}", str(port)) for a in argv], port) != 0
+
+
+def test_the_multi_profile_shares_one_metastore_storage_and_rate_limit(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    default = {name for name, s in services.items() if not s.get("profiles")}
+    assert default == {"azurite", "stratus"}, "the default profile stays single-process"
+    multi = {name for name, s in services.items() if "multi" in (s.get("profiles") or [])}
+    assert multi == {"postgres", "redis", "stratus-1", "stratus-2"}
+    one, two = services["stratus-1"], services["stratus-2"]
+    env1, env2 = environment(one), environment(two)
+    assert env1 == env2, "both instances need the same settings"
+    assert env1["STRATUS_METASTORE_URL"].startswith("postgresql+psycopg://stratus:")
+    assert "@postgres:5432/" in env1["STRATUS_METASTORE_URL"]
+    assert env1["STRATUS_RATE_LIMIT_STORAGE"] == "redis://redis:6379/0"
+    # their own lakehouse: never the default service's, whose metastore is its own SQLite
+    assert env1["STRATUS_STORAGE_URL"] != environment(services["stratus"])["STRATUS_STORAGE_URL"]
+    assert one["volumes"] == two["volumes"] and one["volumes"] != services["stratus"]["volumes"]
+    assert {"postgres", "redis", "azurite"} <= set(one["depends_on"])
+    assert two["depends_on"] == {"stratus-1": {"condition": "service_healthy"}}
+    assert "--with-sample-data" in one["command"] and "--with-sample-data" not in two["command"]
+    published = {p.split(":")[0] for s in (services["stratus"], one, two) for p in s["ports"]}
+    assert len(published) == 3, "each instance needs its own host port"
+    password = environment(services["postgres"])["POSTGRES_PASSWORD"]
+    assert f"stratus:{password}@" in env1["STRATUS_METASTORE_URL"]
