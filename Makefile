@@ -47,7 +47,7 @@ run: $(STAMP)
 ## quick tests, the Spark Connect engine tests (marker `spark`: a local Spark Connect server from
 ## pyspark, Java 17) and the podman image build/run test (marker `container`: installs podman and
 ## mmdebstrap with apt as root, builds the base image and a wheelhouse). The pytest fixtures start
-## Azurite, Spark Connect and the container, and stop them when the run ends.
+## Azurite, PostgreSQL, redis-server, Spark Connect and the container, and stop them at the end.
 test: $(STAMP) $(AZURITE) chromium services
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
