@@ -169,6 +169,9 @@ extras = data["project"]["optional-dependencies"]
 image_extras = [r for e in ("sample-data", "azure", "postgres", "redis") for r in extras[e]]
 for req in [*data["project"]["dependencies"], *image_extras, *data["build-system"]["requires"]]:
     print(req)
+# pip evaluates environment markers for the host's Python (3.11.7 here), not the image's
+# (bookworm: 3.11.2): redis needs async-timeout below 3.11.3, so it is added unconditionally.
+print("async-timeout>=4.0.3")
 EOF
 )"
 key="$(printf '%s\n--\n%s %s\n' "$requirements" "$image_python" "$(uname -m)" \
