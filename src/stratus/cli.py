@@ -21,6 +21,7 @@ from stratus.ingest.service import IngestReport
 from stratus.jobs.cli import jobs_command
 from stratus.lakehouse.storage import StorageError
 from stratus.lakehouse.tables import WriteConflictError
+from stratus.security.governance import Governance
 from stratus.sharing.cli import share_command
 from stratus.sql.cli import sql_command
 
@@ -159,7 +160,7 @@ def ingest(
     lakehouse anyway.
     """
     from stratus.catalog import registry
-    from stratus.catalog.errors import CatalogError, NotFound
+    from stratus.catalog.errors import CatalogError
     from stratus.pii import PiiError
     from stratus.security.governance import LOCAL_ADMIN
     from stratus.tables.service import qualify
@@ -172,14 +173,8 @@ def ingest(
     try:
         full_name = registry.resolve(table).full_name if weather else qualify(table)
         who = gov.authenticator.authenticate(f"Bearer {token}") if token else LOCAL_ADMIN
-        try:
-            gov.authorizer.require_table(who, full_name, "MODIFY")
-        except NotFound:
-            if weather:
-                raise
-            schema = ".".join(full_name.split(".")[:2])
-            gov.authorizer.require(who, "catalog", full_name.split(".")[0], "USE CATALOG")
-            gov.authorizer.require(who, "schema", schema, "CREATE TABLE", exists=False)
+        # MODIFY on the table, else what creating it (and a missing schema) needs
+        stratus.catalog.authorize_write(who, full_name)
     except (CatalogError, KeyError) as exc:
         stratus.close()
         raise click.ClickException(getattr(exc, "message", str(exc))) from None
@@ -458,18 +453,20 @@ def grant(
 ) -> None:
     """Grant (or --revoke) privileges, e.g. `stratus admin grant table main.weather.hourly
     alice SELECT`. Multi-word privileges are quoted: "USE CATALOG"."""
-    ms = _governance().metastore
-    obj = _catalog_call(lambda: ms.securable(securable_type, full_name))
-    change = {"principal": principal, "add": [], "remove": []}
-    change["remove" if revoke else "add"] = [p.upper() for p in privileges]
-    _catalog_call(lambda: ms.update_grants(securable_type, obj.id, [change]))
+    from stratus.security.governance import LOCAL_ADMIN
+
+    stratus = _platform()
+    stratus.bootstrap()
+    command = stratus.catalog.revoke if revoke else stratus.catalog.grant
+    wanted = [p.upper() for p in privileges]
+    _catalog_call(lambda: command(LOCAL_ADMIN, securable_type, full_name, [principal], wanted))
     click.echo(
         f"{'revoked' if revoke else 'granted'} {', '.join(privileges)} on "
         f"{securable_type} {full_name} {'from' if revoke else 'to'} {principal}"
     )
 
 
-def _governance() -> Any:
+def _governance() -> Governance:
     stratus = _platform()
     stratus.bootstrap()
     return stratus.governance

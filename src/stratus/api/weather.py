@@ -10,6 +10,7 @@ from stratus.api.params import SummaryParams, WeatherParams, parse
 from stratus.api.problems import Problem, invalid_parameter
 from stratus.api.state import platform
 from stratus.catalog import registry
+from stratus.security.actions import Resource
 from stratus.weather.queries import BadCursorError, UnknownCityError
 from stratus.weather.schema import HOURLY_FIELDS
 
@@ -31,7 +32,9 @@ def _unknown_city(exc: UnknownCityError) -> Problem:
 def _authorize(action: str, *tables: str) -> None:
     audit(action, "table", tables[0])
     for table in tables:
-        platform().governance.authorizer.require_table(current_identity(), table, "SELECT")
+        platform().governance.authorizer.require(
+            current_identity(), "table.read", Resource("table", table)
+        )
 
 
 @bp.get("/cities")

@@ -138,6 +138,13 @@ class MetastoreService:
             self.changes += 1
 
     @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reads only (nothing is committed): for callers that query several
+        tables at once, e.g. the authorizer's snapshot and the sharing store."""
+        with self._sessions() as s:
+            yield s
+
+    @contextmanager
     def _creating(self, what: str) -> Iterator[Session]:
         """A session that inserts a named object: a concurrent creator (another gunicorn worker,
         another process) may insert the same name between our check and our commit, and the
@@ -261,6 +268,29 @@ class MetastoreService:
         expires = _aware(tok.expires_at)
         if tok.revoked_at is not None or not principal.active:
             return None
+        if expires is not None and expires <= _now():
+            return None
+        return principal
+
+    def token_expiry(self, token_hash: str) -> dt.datetime | None:
+        """When the token with this hash expires (aware, UTC); None: never, or no such token."""
+        with self._sessions() as s:
+            expires = s.scalar(select(m.Token.expires_at).where(m.Token.token_hash == token_hash))
+        return _aware(expires)
+
+    def session_principal(self, name: str, token_hash: str | None) -> m.Principal | None:
+        """The active principal ``name``, if ``token_hash`` (when given) is still one of its
+        valid tokens (unrevoked, unexpired); else None."""
+        with self._sessions() as s:
+            principal = s.scalar(select(m.Principal).where(m.Principal.name == name))
+            if principal is None or not principal.active:
+                return None
+            if token_hash is None:
+                return principal
+            token = s.scalar(select(m.Token).where(m.Token.token_hash == token_hash))
+        if token is None or token.principal_id != principal.id or token.revoked_at:
+            return None
+        expires = _aware(token.expires_at)
         if expires is not None and expires <= _now():
             return None
         return principal

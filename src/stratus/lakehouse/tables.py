@@ -284,13 +284,16 @@ class Lakehouse:
             )
         return self._after_write(spec)
 
-    def overwrite(self, spec: TableSpec, data: pa.Table) -> int:
+    def overwrite(self, spec: TableSpec, data: pa.Table, *, replace_schema: bool = False) -> int:
+        """Replace the table's rows in one commit (``replace_schema``: its schema too, e.g.
+        when a column becomes encrypted)."""
         self.prepare()
         with storage_io(f"cannot write table {spec.full_name}"):
             write_deltalake(
                 self.url(spec),
                 self._prepare_rows(spec, data),
                 mode="overwrite",
+                schema_mode="overwrite" if replace_schema else None,
                 partition_by=spec.partition_by or None,
                 storage_options=self.storage.options,
                 writer_properties=self._writer_properties(),

@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
-from sqlalchemy import select
 
-from stratus.catalog import models as m
 from stratus.catalog.errors import Unauthenticated
 from stratus.catalog.metastore import TOKEN_PREFIX, MetastoreService, hash_token
 from stratus.security.authz import Authorizer, Identity
@@ -107,12 +105,9 @@ class Authenticator:
 
     def _cache_seconds(self, key: str) -> float:
         """How long a resolved token may be served from the cache: never past its expiry."""
-        with self.metastore._sessions() as s:
-            expires = s.scalar(select(m.Token.expires_at).where(m.Token.token_hash == key))
+        expires = self.metastore.token_expiry(key)
         if expires is None:
             return CACHE_SECONDS
-        if expires.tzinfo is None:
-            expires = expires.replace(tzinfo=dt.UTC)
         left = (expires - dt.datetime.now(dt.UTC)).total_seconds()
         return max(0.0, min(CACHE_SECONDS, left))
 

@@ -16,15 +16,14 @@ from urllib.parse import urlencode
 
 import jwt
 from flask import Response, abort, g, redirect, render_template, request, url_for
-from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
 from stratus.api.auth import audit
 from stratus.api.state import platform
-from stratus.api.unity_catalog import APPLICABLE
-from stratus.catalog import models as m
+from stratus.catalog.commands import APPLICABLE
 from stratus.catalog.errors import CatalogError
 from stratus.catalog.metastore import PRIVILEGES, TOKEN_PREFIX, hash_token
+from stratus.security.actions import Resource
 from stratus.tables.protect import PII_TAG
 from stratus.ui import bridge
 from stratus.ui.bridge import ApiError, get, json_call
@@ -109,15 +108,8 @@ def login() -> Response:
 def _token_expiry(token: str) -> float | None:
     if token.startswith(TOKEN_PREFIX):
         ms = platform().governance.metastore
-        with ms._sessions() as s:
-            expires = s.scalar(
-                select(m.Token.expires_at).where(m.Token.token_hash == hash_token(token))
-            )
-        if expires is None:
-            return None
-        if expires.tzinfo is None:
-            expires = expires.replace(tzinfo=dt.UTC)
-        return expires.timestamp()
+        expires = ms.token_expiry(hash_token(token))
+        return None if expires is None else expires.timestamp()
     claims = jwt.decode(token, options={"verify_signature": False})
     exp = claims.get("exp")
     return float(exp) if isinstance(exp, int | float) else None
@@ -280,7 +272,7 @@ def history(full_name: str) -> tuple[list[dict[str, Any]], str | None]:
     """The Delta log's commits, newest first, for a caller who may read the table."""
     stratus = platform()
     try:
-        stratus.governance.authorizer.require_table(me(), full_name, "SELECT")
+        stratus.governance.authorizer.require(me(), "table.read", Resource("table", full_name))
     except CatalogError:
         return [], "Reading the history needs SELECT on this table."
     audit("getTableHistory", "table", full_name, {}, service=SERVICE)
@@ -553,7 +545,7 @@ def job(job_id: str) -> Response:
 
 # ---- admin ---------------------------------------------------------------------------------
 def _admin() -> None:
-    if not me().is_admin:
+    if not platform().governance.authorizer.allowed(me(), "metastore.admin", Resource("metastore")):
         abort(403, f"{me().name} is not a metastore admin: this page is for admins only")
 
 

@@ -9,7 +9,6 @@ browser sends one, an ``Origin`` equal to ours.
 
 from __future__ import annotations
 
-import datetime as dt
 import hmac
 import ipaddress
 import logging
@@ -18,13 +17,11 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request
-from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from stratus.api.problems import Problem, from_catalog_error
 from stratus.api.security import check_rate_limit
 from stratus.api.state import platform
-from stratus.catalog import models as m
 from stratus.catalog.errors import CatalogError
 from stratus.security.authz import Identity
 from stratus.ui.bridge import ApiError
@@ -118,20 +115,10 @@ def identity_for(session: Session) -> Identity | None:
     """The session's principal if its token (API token or OIDC sign-in) still stands."""
     governance = platform().governance
     ms = governance.metastore
-    with ms._sessions() as s:
-        principal = s.scalar(select(m.Principal).where(m.Principal.name == session.principal))
-        if principal is None or not principal.active:
-            return None
-        if session.token_kind == "api":  # noqa: S105 - a kind, not a secret
-            token = s.scalar(select(m.Token).where(m.Token.token_hash == session.token_hash))
-            if token is None or token.principal_id != principal.id or token.revoked_at:
-                return None
-            expires = token.expires_at
-            if expires is not None:
-                if expires.tzinfo is None:
-                    expires = expires.replace(tzinfo=dt.UTC)
-                if expires <= dt.datetime.now(dt.UTC):
-                    return None
+    api = session.token_kind == "api"  # noqa: S105 - a kind, not a secret
+    principal = ms.session_principal(session.principal, session.token_hash if api else None)
+    if principal is None:
+        return None
     return governance.authorizer.identity(principal)
 
 
