@@ -168,11 +168,14 @@ def decide(snap: Snapshot, who: Identity, action: str | Action, resource: Resour
         return
     key = (resource.kind, resource.name)
     path = [k for k in chain(key) if k != METASTORE]
-    if act.visible:
-        seen = snap.visible(who.names)
-        for k in path:  # top-down: the first missing container is the one reported
-            if k not in snap.ids or k not in seen:
-                raise NotFound(f"{k[0]} {k[1]} does not exist")
+    # visible: the resource exists and holds (or is under) something granted or owned, which
+    # makes its containers visible too
+    if (
+        act.visible
+        and key != METASTORE
+        and (key not in snap.ids or key not in snap.visible(who.names))
+    ):
+        raise NotFound(f"{resource.kind} {resource.name} does not exist")
     if act.use:
         for k in path[:-1]:
             _needs_of(snap, who, k, ("USE CATALOG",) if k[0] == "catalog" else ("USE SCHEMA",))
