@@ -113,7 +113,7 @@ T = TypeVar("T", bound=BaseModel)
 
 
 def _svc() -> SharingService:
-    return platform().sharing  # type: ignore[no-any-return]
+    return platform().sharing
 
 
 # ---- protocol plumbing ------------------------------------------------------------------------
@@ -219,7 +219,7 @@ def _record(resp: Response) -> Response:
 
 
 def _ctx() -> RecipientContext:
-    return g.recipient  # type: ignore[no-any-return]
+    return g.recipient
 
 
 def _endpoint() -> str:

@@ -241,8 +241,8 @@ def _parse(model: type[T], data: dict[str, Any]) -> T:
 
 
 def _full(data: dict[str, Any], *keys: str) -> str | None:
-    parts = [data.get(k) for k in keys]
-    return ".".join(parts) if all(isinstance(p, str) for p in parts) else None  # type: ignore[arg-type]
+    parts = [v for k in keys if isinstance(v := data.get(k), str)]
+    return ".".join(parts) if len(parts) == len(keys) else None
 
 
 def _only(*allowed: str) -> None:
@@ -263,7 +263,9 @@ def _arg(name: str, required: bool = False) -> str | None:
 
 
 def _name_arg(name: str) -> str:
-    return check_name(_arg(name, required=True), name)  # type: ignore[arg-type]
+    value = _arg(name, required=True)
+    assert value is not None  # required: _arg raised otherwise
+    return check_name(value, name)
 
 
 def _bool_arg(name: str) -> bool:

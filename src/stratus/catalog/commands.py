@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from stratus.catalog import models as m
 from stratus.catalog import registry
-from stratus.catalog.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from stratus.catalog.errors import InvalidArgument, NotFound, PermissionDenied
 from stratus.catalog.metastore import PRIVILEGES, MetastoreService, Page, check_name
 from stratus.catalog.registry import TableSpec
 from stratus.lakehouse.tables import Lakehouse
@@ -278,24 +279,18 @@ class CatalogCommands:
         *,
         comment: str | None = None,
         properties: Mapping[str, str] | None = None,
-        if_not_exists: bool = False,
-    ) -> m.Schema | None:
-        """The new schema, owned by ``who`` (None: it existed and ``if_not_exists``)."""
+    ) -> m.Schema:
+        """The new schema, owned by ``who``."""
         check_name(catalog, "catalog_name")
         check_name(name, "name")
         self.require(who, "catalog.create_schema", "catalog", catalog)
-        try:
-            s = self.metastore.create_schema(
-                catalog,
-                name,
-                who.name,
-                comment=comment,
-                properties=dict(properties) if properties is not None else None,
-            )
-        except AlreadyExists:
-            if not if_not_exists:
-                raise
-            return None
+        s = self.metastore.create_schema(
+            catalog,
+            name,
+            who.name,
+            comment=comment,
+            properties=dict(properties) if properties is not None else None,
+        )
         self._changed()
         return s
 
@@ -417,13 +412,13 @@ class CatalogCommands:
                 raise InvalidArgument(
                     f"owner: principal {todo['owner']!r} does not exist", parameter="owner"
                 ) from None
-        update = {
+        update: dict[str, Callable[..., Any]] = {
             "catalog": self.metastore.update_catalog,
             "schema": self.metastore.update_schema,
             "table": self.metastore.update_table,
             "volume": self.metastore.update_volume,
-        }[kind]
-        obj = update(full_name, who.name, **todo)
+        }
+        obj = update[kind](full_name, who.name, **todo)
         self._changed()
         return obj
 
@@ -487,7 +482,7 @@ class CatalogCommands:
                 s.name for s in _all(lambda n, t: self.metastore.list_schemas(catalog, n, t))
             ]
         for schema in schemas:
-            yield from _all(lambda n, t, s=schema: self.metastore.list_tables(catalog, s, n, t))
+            yield from _all(partial(self.metastore.list_tables, catalog, schema))
 
     # ---- grants --------------------------------------------------------------------------
     def update_permissions(
@@ -497,7 +492,9 @@ class CatalogCommands:
         Removing ALL PRIVILEGES removes every privilege (as Databricks' REVOKE does)."""
         todo = []
         for i, ch in enumerate(changes):
-            change = {"principal": ch.get("principal"), "add": [], "remove": []}
+            change: dict[str, Any] = {"principal": ch.get("principal")}
+            add: list[str] = []
+            remove: list[str] = []
             for op in ("add", "remove"):
                 for priv in ch.get(op) or []:
                     if priv not in PRIVILEGES:
@@ -508,10 +505,10 @@ class CatalogCommands:
                         raise InvalidArgument(
                             f"{priv} cannot be granted on a {kind}", parameter=f"changes[{i}].add"
                         )
-                    change[op].append(priv)
-            if "ALL PRIVILEGES" in change["remove"]:
-                change["remove"] = list(PRIVILEGES)
-            todo.append(change)
+                    (add if op == "add" else remove).append(priv)
+            if "ALL PRIVILEGES" in remove:
+                remove = list(PRIVILEGES)
+            todo.append({**change, "add": add, "remove": remove})
         self.require(who, "securable.grant", kind, full_name)
         obj = self.metastore.securable(kind, full_name)
         self.metastore.update_grants(kind, obj.id, todo)

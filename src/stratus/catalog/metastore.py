@@ -328,7 +328,9 @@ class MetastoreService:
             raise NotFound(f"schema {full_name} does not exist")
         return row
 
-    def _leaf(self, s: Session, model: type, full_name: str, what: str) -> Any:
+    def _leaf(
+        self, s: Session, model: type[m.Table] | type[m.Volume], full_name: str, what: str
+    ) -> Any:
         cat, sch, name = split_name(full_name, 3, what)
         row = s.scalar(
             select(model)

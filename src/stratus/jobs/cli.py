@@ -140,8 +140,8 @@ def submit(
     stratus, who = _open(token)
     try:
         submission = parse_submission(body)
-        key = check_idempotency_key(idempotency_key)
-        job, created = stratus.jobs.submit(who, submission, key)
+        idem = check_idempotency_key(idempotency_key)
+        job, created = stratus.jobs.submit(who, submission, idem)
         _audit(stratus, who.name, "submitJob", submission.output, body)
         if wait:
             stratus.jobs.start()

@@ -18,6 +18,7 @@ between the commit and the state update does no harm.
 from __future__ import annotations
 
 import atexit
+import builtins
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -329,7 +330,7 @@ class JobService:
             atexit.register(self.close)
         log.info("job workers started: %d on the %s engine", self.workers, self.engine_name)
 
-    def recover(self) -> list[tuple[str, str]]:
+    def recover(self) -> builtins.list[tuple[str, str]]:
         recovered = self.store.recover(runner_is_dead, MAX_ATTEMPTS)
         for job_id, state in recovered:
             log.warning("job %s was left running by a stopped worker: now %s", job_id, state)

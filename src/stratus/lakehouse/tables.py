@@ -14,8 +14,9 @@ import os
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 from deltalake import DeltaTable, WriterProperties, write_deltalake
@@ -210,8 +211,8 @@ class Lakehouse:
     def prune(
         self,
         spec: TableSpec,
-        partition: dict[str, Sequence[str]] | None = None,
-        ranges: dict[str, tuple[object, object]] | None = None,
+        partition: Mapping[str, Iterable[Any]] | None = None,
+        ranges: Mapping[str, tuple[Any, Any]] | None = None,
     ) -> list[str]:
         """Data files that may hold rows with the given partition values and column ranges.
 

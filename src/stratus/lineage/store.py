@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import pyarrow as pa
 
@@ -85,9 +85,9 @@ SPECS = (TABLE_LINEAGE, COLUMN_LINEAGE)
 
 
 def _table_part(prefix: str, full_name: str | None) -> dict[str, Any]:
-    parts = full_name.split(".") if full_name else []
+    parts: list[str | None] = [*full_name.split(".")] if full_name else []
     if len(parts) != 3:
-        parts = [None, None, None]  # type: ignore[list-item]
+        parts = [None, None, None]
     return {
         f"{prefix}_table_full_name": full_name,
         f"{prefix}_table_catalog": parts[0],
@@ -206,7 +206,10 @@ class BatchWorker(Generic[T]):
                     items.append(self._queue.get(timeout=wait))
                 except queue.Empty:
                     break
-            batch: list[T] = [i for i in items if i is not _STOP and not isinstance(i, _Flush)]  # type: ignore[misc]
+            # what is left once the sentinels are filtered out are the T items
+            batch = cast(
+                list[T], [i for i in items if i is not _STOP and not isinstance(i, _Flush)]
+            )
             if batch:
                 try:
                     self.handle(batch)

@@ -172,6 +172,7 @@ class AuditLog:
         if self._thread is None:
             return
         done = threading.Event()
+        # a flush marker travels in the record queue; the writer tells the two apart
         self._queue.put(_Marker(done))  # type: ignore[arg-type]
         done.wait(timeout)
 

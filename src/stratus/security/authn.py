@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jwt
 
@@ -38,7 +39,7 @@ class OidcConfig:
     claim: str = "email"
     algorithms: tuple[str, ...] = ("RS256", "ES256")
 
-    def key_for(self, token: str) -> object:
+    def key_for(self, token: str) -> Any:  # PEM text or the JWKS key object
         if self.public_key:
             text = self.public_key
             if not text.lstrip().startswith("-----BEGIN"):

@@ -95,11 +95,14 @@ class Snapshot:
                 schemas[sch.id] = full
                 snap.ids[("schema", full)] = sch.id
                 snap.owners[("schema", full)] = sch.owner
-            for model, kind in ((m.Table, "table"), (m.Volume, "volume")):
-                for obj in s.query(model):
-                    full = f"{schemas[obj.schema_id]}.{obj.name}"
-                    snap.ids[(kind, full)] = obj.id
-                    snap.owners[(kind, full)] = obj.owner
+            leaves: list[tuple[str, m.Table | m.Volume]] = [
+                *(("table", t) for t in s.query(m.Table)),
+                *(("volume", v) for v in s.query(m.Volume)),
+            ]
+            for kind, obj in leaves:
+                full = f"{schemas[obj.schema_id]}.{obj.name}"
+                snap.ids[(kind, full)] = obj.id
+                snap.owners[(kind, full)] = obj.owner
             by_id = {(k[0], v): k for k, v in snap.ids.items()}
             for g in s.query(m.Grant):
                 key = by_id.get((g.securable_type, g.securable_id))

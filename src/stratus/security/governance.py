@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -80,13 +81,13 @@ class Governance:
             ("main", "Stratus data"),
             ("system", "Stratus system tables (audit, lineage, information schema)"),
         ):
-            self._ensure(lambda c=catalog, t=comment: ms.create_catalog(c, ADMIN, comment=t))
+            self._ensure(partial(ms.create_catalog, catalog, ADMIN, comment=comment))
         for catalog, schema in (
             ("main", "weather"),
             ("system", "access"),
             ("system", "information_schema"),
         ):
-            self._ensure(lambda c=catalog, s=schema: ms.create_schema(c, s, ADMIN))
+            self._ensure(partial(ms.create_schema, catalog, schema, ADMIN))
         for spec in (registry.HOURLY, registry.CITIES, registry.QUARANTINE, AUDIT, *LINEAGE_TABLES):
             self.register_table(spec, lakehouse)
         self._ensure(

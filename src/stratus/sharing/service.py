@@ -223,7 +223,7 @@ class _Tables:
             schema_json=table.schema().to_json(),
             partition_columns=list(meta.partition_columns),
             configuration=dict(meta.configuration or {}),
-            table_id=meta.id,
+            table_id=str(meta.id),
             types=_types_of(table.schema()),
         )
 

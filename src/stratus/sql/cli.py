@@ -58,8 +58,8 @@ def _print(result: Any, as_json: bool) -> None:
         return
     done = result.statement_type.replace("_", " ").lower()
     what = f" {result.table}" if result.table else ""
-    rows = f": {result.affected_rows} row(s)" if result.affected_rows is not None else ""
-    err.print(f"[green]ok[/] {done}{what}{rows}")
+    count = f": {result.affected_rows} row(s)" if result.affected_rows is not None else ""
+    err.print(f"[green]ok[/] {done}{what}{count}")
 
 
 def _audit(

@@ -252,13 +252,10 @@ class SqlService:
         try:
             self.metastore.get_schema("main.default")
         except NotFound:
-            self.catalog.create_schema(
-                LOCAL_ADMIN,
-                DEFAULT_CATALOG,
-                DEFAULT_SCHEMA,
-                comment="Default schema",
-                if_not_exists=True,
-            )
+            with contextlib.suppress(AlreadyExists):
+                self.catalog.create_schema(
+                    LOCAL_ADMIN, DEFAULT_CATALOG, DEFAULT_SCHEMA, comment="Default schema"
+                )
         self._default_ready = True
 
     def _writable(self, full_name: str, doing: str) -> None:
@@ -268,7 +265,7 @@ class SqlService:
                 "(weather tables are written by `stratus ingest`)"
             )
 
-    def _sources(self, query: exp.Expression, who: Identity) -> list[Source]:
+    def _sources(self, query: exp.Expr, who: Identity) -> list[Source]:
         """Every catalog table ``query`` reads, resolved and authorized (SELECT) before any
         data is read; their references are rewritten to full names."""
         ctes = _cte_names(query)
@@ -328,7 +325,7 @@ class SqlService:
         return SqlResult(sid, stmt.kind, data, truncated=truncated)
 
     def _query_table(
-        self, run: Run, query: exp.Expression, sources: list[Source], values: Mapping
+        self, run: Run, query: exp.Expr, sources: list[Source], values: Mapping
     ) -> pa.Table:
         self.reader.load(run, sources, query, values)
         rewrite(sources)
@@ -336,7 +333,7 @@ class SqlService:
 
     # ---- lineage -------------------------------------------------------------------------
     def _edges(
-        self, query: exp.Expression, sources: list[Source], targets: Sequence[str] | None
+        self, query: exp.Expr, sources: list[Source], targets: Sequence[str] | None
     ) -> tuple[list[str], tuple[ColumnEdge, ...]]:
         schemas = {s.full_name: {f.name: type_text(f.type) for f in s.spec.schema} for s in sources}
         try:
@@ -402,13 +399,11 @@ class SqlService:
     ) -> SqlResult:
         full_name = self.resolve_schema(stmt.args["name"])
         catalog, schema = full_name.split(".")
-        self.catalog.create_schema(
-            who,
-            catalog,
-            schema,
-            comment=stmt.args["comment"],
-            if_not_exists=stmt.args["if_not_exists"],
-        )
+        try:
+            self.catalog.create_schema(who, catalog, schema, comment=stmt.args["comment"])
+        except AlreadyExists:
+            if not stmt.args["if_not_exists"]:
+                raise
         return SqlResult(sid, stmt.kind, _empty(), table=None)
 
     # ---- CREATE TABLE --------------------------------------------------------------------
@@ -523,7 +518,7 @@ class SqlService:
         full_name, skip = self._prepare_create(stmt, who)
         if skip:
             return SqlResult(sid, stmt.kind, _empty(), table=full_name)
-        query: exp.Expression = stmt.args["query"]
+        query: exp.Expr = stmt.args["query"]
         values = bind(query, params)
         sources = self._sources(query, who)
         names, edges = self._edges(query, sources, None)
@@ -611,7 +606,7 @@ class SqlService:
         full_name: str,
         spec: TableSpec,
         targets: list[str],
-        source: exp.Expression,
+        source: exp.Expr,
         sources: list[Source],
         values: Mapping,
         edges: Sequence[ColumnEdge],
@@ -737,7 +732,7 @@ class SqlService:
 
 
 # ---- helpers ----------------------------------------------------------------------------------
-def _cte_names(tree: exp.Expression) -> set[str]:
+def _cte_names(tree: exp.Expr) -> set[str]:
     return {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 from sqlglot import exp
+from sqlglot.expressions.datatypes import DType as DT
 
 from stratus.catalog.types import uc_type
 from stratus.sql.errors import UnsupportedStatement
-
-DT = exp.DataType.Type
 
 _FROM_SQL: dict[DT, pa.DataType] = {
     DT.TINYINT: pa.int8(),

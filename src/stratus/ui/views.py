@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 import jwt
 from flask import Response, abort, g, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
+from werkzeug.wrappers import Response as BaseResponse
 
 from stratus.api.auth import audit
 from stratus.api.state import platform
@@ -99,7 +100,7 @@ def _login_page(error: str | None = None, status: int = 200) -> Response:
 
 
 @bp.get("/login")
-def login() -> Response:
+def login() -> BaseResponse:
     if g.ui_session is not None:
         return redirect(safe_next(request.args.get("next")), 303)
     return _login_page()
@@ -116,7 +117,7 @@ def _token_expiry(token: str) -> float | None:
 
 
 @bp.post("/login")
-def login_post() -> Response:
+def login_post() -> BaseResponse:
     sent = request.form.get(CSRF_FIELD)
     if not sent:
         abort(400, "the sign-in form is missing its CSRF token: reload the page")
@@ -138,7 +139,7 @@ def login_post() -> Response:
 
 
 @bp.post("/logout")
-def logout() -> Response:
+def logout() -> BaseResponse:
     audit("signOut", None, None, {}, service=SERVICE)
     store().delete(request.cookies.get(cookie_name()))
     resp = redirect(url_for("ui.login"), 303)
@@ -401,7 +402,7 @@ def securable_url(kind: str, full_name: str) -> str:
 
 
 @bp.post("/permissions/<securable_type>/<full_name>")
-def update_permissions(securable_type: str, full_name: str) -> Response:
+def update_permissions(securable_type: str, full_name: str) -> BaseResponse:
     """Grant or revoke one privilege: the very handler of ``PATCH /permissions`` decides."""
     render = PAGES.get(securable_type)
     if render is None:
@@ -427,7 +428,7 @@ def update_permissions(securable_type: str, full_name: str) -> Response:
 
 # ---- lineage -------------------------------------------------------------------------------
 @bp.get("/lineage")
-def lineage() -> Response:
+def lineage() -> BaseResponse:
     chosen = request.args.get("table", "").strip()
     if chosen:
         return redirect(url_for("ui.lineage_of", full_name=chosen), 303)
@@ -511,7 +512,7 @@ def _job_types() -> list[tuple[str, str, str]]:
 
 
 @bp.post("/jobs")
-def submit_job() -> Response:
+def submit_job() -> BaseResponse:
     """Submit through the very handler of ``POST /api/v1/jobs`` (it validates and authorizes)."""
     form = request.form
     job_type = form.get("type", "")

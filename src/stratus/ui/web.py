@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
 
 from stratus.api.problems import Problem, from_catalog_error
 from stratus.api.security import check_rate_limit
@@ -70,7 +71,7 @@ def store() -> SessionStore:
             if found is None:
                 home = platform().settings.home
                 found = ext[EXTENSION] = SessionStore(home / DB_FILE, load_secret(home))
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def loopback(host: str) -> bool:
@@ -93,7 +94,7 @@ def cookie_name(kind: str = "") -> str:
     return f"__Host-{base}" if secure_cookies() else base
 
 
-def set_cookie(resp: Response, kind: str, value: str, max_age: int | None) -> None:
+def set_cookie(resp: BaseResponse, kind: str, value: str, max_age: int | None) -> None:
     resp.set_cookie(
         cookie_name(kind),
         value,
@@ -105,7 +106,7 @@ def set_cookie(resp: Response, kind: str, value: str, max_age: int | None) -> No
     )
 
 
-def clear_cookie(resp: Response, kind: str) -> None:
+def clear_cookie(resp: BaseResponse, kind: str) -> None:
     resp.delete_cookie(
         cookie_name(kind), path="/", secure=secure_cookies(), httponly=True, samesite="Strict"
     )
@@ -123,11 +124,11 @@ def identity_for(session: Session) -> Identity | None:
 
 
 def me() -> Identity:
-    return g.identity  # type: ignore[no-any-return]
+    return g.identity
 
 
 def session() -> Session:
-    return g.ui_session  # type: ignore[no-any-return]
+    return g.ui_session
 
 
 def csrf_token() -> str:
@@ -149,7 +150,7 @@ def safe_next(target: str | None) -> str:
 
 
 @bp.before_request
-def _resolve_session() -> Response | None:
+def _resolve_session() -> BaseResponse | None:
     g.ui_session = None
     g.identity = None
     cookie = request.cookies.get(cookie_name())
