@@ -331,7 +331,7 @@ def create_catalog() -> Response:
 def list_catalogs() -> Response:
     _audit("listCatalogs", "metastore", None)
     _only("max_results", "page_token")
-    items, nxt = _commands().list_catalogs(_me(), _page_size(), _arg("page_token"))
+    items, nxt = _commands().list_visible(_me(), "catalog", "", _page_size(), _arg("page_token"))
     return _listing("catalogs", [wire.catalog_info(c) for c in items], nxt)
 
 
@@ -388,7 +388,9 @@ def list_schemas() -> Response:
     _audit("listSchemas", "catalog", request.args.get("catalog_name"))
     _only("catalog_name", "max_results", "page_token")
     catalog = _name_arg("catalog_name")
-    items, nxt = _commands().list_schemas(_me(), catalog, _page_size(), _arg("page_token"))
+    items, nxt = _commands().list_visible(
+        _me(), "schema", catalog, _page_size(), _arg("page_token")
+    )
     return _listing("schemas", [wire.schema_info(s) for s in items], nxt)
 
 
@@ -465,7 +467,9 @@ def list_tables() -> Response:
     _audit("listTables", "schema", f"{catalog}.{schema}" if catalog and schema else None)
     _only("catalog_name", "schema_name", "max_results", "page_token")
     catalog, schema = _name_arg("catalog_name"), _name_arg("schema_name")
-    items, nxt = _commands().list_tables(_me(), catalog, schema, _page_size(), _arg("page_token"))
+    items, nxt = _commands().list_visible(
+        _me(), "table", f"{catalog}.{schema}", _page_size(), _arg("page_token")
+    )
     return _listing("tables", [wire.table_info(t) for t in items], nxt)
 
 
@@ -520,7 +524,9 @@ def list_volumes() -> Response:
     _audit("listVolumes", "schema", f"{catalog}.{schema}" if catalog and schema else None)
     _only("catalog_name", "schema_name", "max_results", "page_token")
     catalog, schema = _name_arg("catalog_name"), _name_arg("schema_name")
-    items, nxt = _commands().list_volumes(_me(), catalog, schema, _page_size(), _arg("page_token"))
+    items, nxt = _commands().list_visible(
+        _me(), "volume", f"{catalog}.{schema}", _page_size(), _arg("page_token")
+    )
     return _listing("volumes", [wire.volume_info(v) for v in items], nxt)
 
 

@@ -140,59 +140,32 @@ class CatalogCommands:
         self.require(who, action, kind, full_name)
         return self.metastore.securable(kind, full_name)
 
-    def list_catalogs(
-        self, who: Identity, limit: int | None = None, token: str | None = None
-    ) -> tuple[list[m.Catalog], str | None]:
-        return self._visible_page(self.metastore.list_catalogs, who, "catalog", "", limit, token)
-
-    def list_schemas(
-        self, who: Identity, catalog: str, limit: int | None = None, token: str | None = None
-    ) -> tuple[list[m.Schema], str | None]:
-        self.require(who, "catalog.browse", "catalog", catalog)
-        return self._visible_page(
-            lambda n, t: self.metastore.list_schemas(catalog, n, t),
-            who,
-            "schema",
-            f"{catalog}.",
-            limit,
-            token,
-        )
-
-    def list_tables(
+    def list_visible(
         self,
         who: Identity,
-        catalog: str,
-        schema: str,
+        kind: str,
+        parent: str = "",
         limit: int | None = None,
         token: str | None = None,
-    ) -> tuple[list[m.Table], str | None]:
-        self.require(who, "schema.browse", "schema", f"{catalog}.{schema}")
-        return self._visible_page(
-            lambda n, t: self.metastore.list_tables(catalog, schema, n, t),
-            who,
-            "table",
-            f"{catalog}.{schema}.",
-            limit,
-            token,
-        )
-
-    def list_volumes(
-        self,
-        who: Identity,
-        catalog: str,
-        schema: str,
-        limit: int | None = None,
-        token: str | None = None,
-    ) -> tuple[list[m.Volume], str | None]:
-        self.require(who, "schema.browse", "schema", f"{catalog}.{schema}")
-        return self._visible_page(
-            lambda n, t: self.metastore.list_volumes(catalog, schema, n, t),
-            who,
-            "volume",
-            f"{catalog}.{schema}.",
-            limit,
-            token,
-        )
+    ) -> tuple[list[Any], str | None]:
+        """One page (``limit`` None: all) of the catalogs, a catalog's schemas or a schema's
+        tables or volumes (``parent``) that ``who`` can see, and the next page's token.
+        Listing inside a catalog needs USE CATALOG on it, inside a schema USE SCHEMA too."""
+        ms = self.metastore
+        fetch: Callable[[int, str | None], Page]
+        if kind == "catalog":
+            fetch = ms.list_catalogs
+        elif kind == "schema":
+            self.require(who, "catalog.browse", "catalog", parent)
+            fetch = partial(ms.list_schemas, parent)
+        elif kind in ("table", "volume"):
+            self.require(who, "schema.browse", "schema", parent)
+            lister = ms.list_tables if kind == "table" else ms.list_volumes
+            catalog, schema = parent.split(".")
+            fetch = partial(lister, catalog, schema)
+        else:
+            raise InvalidArgument(f"a {kind} holds nothing to list", parameter="securable_type")
+        return self._visible_page(fetch, who, kind, f"{parent}." if parent else "", limit, token)
 
     def _visible_page(
         self,

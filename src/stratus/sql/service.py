@@ -712,8 +712,8 @@ class SqlService:
         parts = stmt.args["container"]
         schema = self.resolve_schema(parts) if parts else "main.default"
         self._ensure_default(schema)
-        catalog, schema_name = schema.split(".")
-        tables, _ = self.catalog.list_tables(who, catalog, schema_name)
+        schema_name = schema.split(".")[1]
+        tables, _ = self.catalog.list_visible(who, "table", schema)
         pattern = stmt.args["pattern"]
         rows = [(schema_name, t.name, False) for t in tables if _like(t.name, pattern)]
         return SqlResult(sid, stmt.kind, _rows(["database", "tableName", "isTemporary"], rows))
@@ -725,7 +725,7 @@ class SqlService:
         if parts and len(parts) != 1:
             raise InvalidArgument("SHOW SCHEMAS IN names a catalog")
         catalog = parts[0] if parts else DEFAULT_CATALOG
-        schemas, _ = self.catalog.list_schemas(who, catalog)
+        schemas, _ = self.catalog.list_visible(who, "schema", catalog)
         pattern = stmt.args["pattern"]
         rows = [(s.name,) for s in schemas if _like(s.name, pattern)]
         return SqlResult(sid, stmt.kind, _rows(["databaseName"], rows))
