@@ -457,9 +457,15 @@ def grant(
 
     stratus = _platform()
     stratus.bootstrap()
-    command = stratus.catalog.revoke if revoke else stratus.catalog.grant
     wanted = [p.upper() for p in privileges]
-    _catalog_call(lambda: command(LOCAL_ADMIN, securable_type, full_name, [principal], wanted))
+    try:
+        _catalog_call(
+            lambda: stratus.catalog.grant(
+                LOCAL_ADMIN, securable_type, full_name, [principal], wanted, revoke=revoke
+            )
+        )
+    finally:
+        stratus.close()
     click.echo(
         f"{'revoked' if revoke else 'granted'} {', '.join(privileges)} on "
         f"{securable_type} {full_name} {'from' if revoke else 'to'} {principal}"

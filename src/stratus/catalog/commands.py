@@ -282,12 +282,8 @@ class CatalogCommands:
         properties: Mapping[str, str] | None = None,
     ) -> m.Table:
         """Register a table owned by ``who`` (a MANAGED one stores under the lakehouse)."""
-        for value, what in ((catalog, "catalog_name"), (schema, "schema_name"), (name, "name")):
-            check_name(value, what)
-        self.require(who, "schema.create_table", "schema", f"{catalog}.{schema}")
-        location = storage_location or self.lakehouse.storage.table_url(
-            f"{catalog}/{schema}/{name}"
-        )
+        args = (who, "schema.create_table", catalog, schema, name)
+        location = self._new_leaf(*args, storage_location, folder="")
         t = self.metastore.create_table(
             catalog,
             schema,
@@ -314,13 +310,9 @@ class CatalogCommands:
         storage_location: str | None = None,
         comment: str | None = None,
     ) -> m.Volume:
-        for value, what in ((catalog, "catalog_name"), (schema, "schema_name"), (name, "name")):
-            check_name(value, what)
-        self.require(who, "schema.create_volume", "schema", f"{catalog}.{schema}")
         # "." cannot occur in a name, so managed volumes never collide with a table's folder
-        location = storage_location or self.lakehouse.storage.table_url(
-            f".volumes/{catalog}/{schema}/{name}"
-        )
+        args = (who, "schema.create_volume", catalog, schema, name)
+        location = self._new_leaf(*args, storage_location, folder=".volumes/")
         v = self.metastore.create_volume(
             catalog,
             schema,
@@ -332,6 +324,24 @@ class CatalogCommands:
         )
         self._changed()
         return v
+
+    def _new_leaf(
+        self,
+        who: Identity,
+        action: str,
+        catalog: str,
+        schema: str,
+        name: str,
+        location: str | None,
+        *,
+        folder: str,
+    ) -> str:
+        """Check the names and authorize creating a table or volume in the schema; its storage
+        location (a managed one's is under the lakehouse root)."""
+        for value, what in ((catalog, "catalog_name"), (schema, "schema_name"), (name, "name")):
+            check_name(value, what)
+        self.require(who, action, "schema", f"{catalog}.{schema}")
+        return location or self.lakehouse.storage.table_url(f"{folder}{catalog}/{schema}/{name}")
 
     def authorize_new_table(self, who: Identity, full_name: str) -> bool:
         """May ``who`` create table ``full_name``, its schema too if missing? True when the
@@ -495,19 +505,12 @@ class CatalogCommands:
         full_name: str,
         principals: Sequence[str],
         privileges: Sequence[str],
+        *,
+        revoke: bool = False,
     ) -> dict[str, set[str]]:
-        changes = [{"principal": p, "add": list(privileges)} for p in principals]
-        return self.update_permissions(who, kind, full_name, changes)
-
-    def revoke(
-        self,
-        who: Identity,
-        kind: str,
-        full_name: str,
-        principals: Sequence[str],
-        privileges: Sequence[str],
-    ) -> dict[str, set[str]]:
-        changes = [{"principal": p, "remove": list(privileges)} for p in principals]
+        """GRANT (or REVOKE) ``privileges`` on a securable to (from) each of ``principals``."""
+        op = "remove" if revoke else "add"
+        changes = [{"principal": p, op: list(privileges)} for p in principals]
         return self.update_permissions(who, kind, full_name, changes)
 
     # ---- tags ----------------------------------------------------------------------------

@@ -688,8 +688,8 @@ class SqlService:
     def _grant(self, sid: str, stmt: p.Statement, params: Parameters, who: Identity) -> SqlResult:
         kind = stmt.args["securable_type"]
         name = self._securable_name(kind, stmt.args["name"])
-        command = self.catalog.grant if stmt.kind == p.GRANT else self.catalog.revoke
-        command(who, kind, name, stmt.args["principals"], stmt.args["privileges"])
+        principals, privileges = stmt.args["principals"], stmt.args["privileges"]
+        self.catalog.grant(who, kind, name, principals, privileges, revoke=stmt.kind == p.REVOKE)
         return SqlResult(sid, stmt.kind, _empty(), table=name if kind == "table" else None)
 
     # ---- DESCRIBE / SHOW -----------------------------------------------------------------
