@@ -155,7 +155,8 @@ def ingest(
 
     Weather tables are validated and upserted on (city_id, time). Any other table is created on
     first ingest (schema inferred, --key required), its PII columns detected, tagged and
-    encrypted. Needs MODIFY on the table (CREATE TABLE on the schema to create one). Without
+    encrypted. Needs MODIFY on the table (CREATE TABLE on the schema to create one; USE CATALOG
+    and CREATE SCHEMA on the catalog when the schema does not exist either). Without
     --token the command acts as the local administrator: whoever can write STRATUS_HOME owns the
     lakehouse anyway.
     """

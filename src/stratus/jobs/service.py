@@ -193,7 +193,8 @@ class JobService:
     # ---- authorization -------------------------------------------------------------------
     def authorize(self, who: Identity, output: str) -> None:
         """SELECT on the input; MODIFY on an existing output table, else CREATE TABLE on its
-        schema (CREATE SCHEMA on the catalog when the schema does not exist either)."""
+        schema (CREATE SCHEMA on the catalog when the schema does not exist either): the
+        catalog commands' rule, as for CLI ingest."""
         self.authorizer.require(who, "table.read", Resource("table", HOURLY_TABLE))
         try:
             self.catalog.authorize_write(who, output)
@@ -255,11 +256,11 @@ class JobService:
             self._wake.set()
         return job, created
 
-    def get(self, who: Identity, job_id: str) -> JobRecord:
+    def get(self, who: Identity, job_id: str, action: str = "job.view") -> JobRecord:
         job = self.store.get(job_id)
         if job is None:
             raise NotFound(f"job {job_id} does not exist")
-        self.authorizer.require(who, "job.view", Resource("job", job_id, owner=job.principal))
+        self.authorizer.require(who, action, Resource("job", job_id, owner=job.principal))
         return job
 
     def list(
@@ -283,7 +284,7 @@ class JobService:
         return jobs[:limit], token
 
     def cancel(self, who: Identity, job_id: str) -> JobRecord:
-        job = self.get(who, job_id)
+        job = self.get(who, job_id, "job.cancel")
         if job.state in (SUCCEEDED, FAILED):
             raise JobInputError(
                 "id",

@@ -1,7 +1,8 @@
 """SQL on the lakehouse: Databricks SQL statements, governed like the REST API.
 
 ``SqlService.execute(text, parameters, who)`` parses one statement (:mod:`stratus.sql.parse`),
-checks the caller's privileges exactly as the REST API does, and runs it:
+and runs it; catalog changes go through :class:`~stratus.catalog.commands.CatalogCommands`, so
+privileges and rules are exactly the REST API's:
 
 =========================  ===================================================================
 statement                  needs
@@ -11,7 +12,8 @@ CREATE SCHEMA              USE CATALOG + CREATE SCHEMA on the catalog
 CREATE TABLE [AS SELECT]   USE CATALOG + USE SCHEMA + CREATE TABLE on the schema (the creator
                            owns the table), plus SELECT on what the query reads
 INSERT INTO                MODIFY on the table, plus SELECT on what a query reads
-DROP TABLE                 ownership (of it or a container) or MANAGE
+DROP TABLE                 ownership (of it or a container) or MANAGE; a MANAGED table's
+                           data is deleted with it, an EXTERNAL table's stays
 ALTER ... SET/UNSET TAGS   APPLY TAG or ownership (removing a ``pii`` tag: admins only)
 GRANT / REVOKE             ownership or MANAGE on the securable
 DESCRIBE / SHOW TABLES     USE CATALOG + USE SCHEMA (and only visible tables are listed)
