@@ -111,7 +111,16 @@ class Stratus:
     def sharing(self) -> SharingService:
         from stratus.sharing.service import SharingService
 
-        return SharingService.from_stratus(self)  # its wiring is being split (issue 14b)
+        gov = self.governance
+        return SharingService(
+            self.settings,
+            self.storage,
+            self.lakehouse,
+            self.engine,
+            self.tables,
+            gov.metastore,
+            gov.authorizer,
+        )
 
     @cached_property
     def jobs(self) -> JobService:

@@ -73,7 +73,13 @@ from stratus.sharing.signing import (
 from stratus.tables.service import qualify
 
 if TYPE_CHECKING:
-    from stratus.context import Stratus
+    from stratus.catalog.metastore import MetastoreService
+    from stratus.config import Settings
+    from stratus.engine import LocalEngine
+    from stratus.lakehouse.storage import Storage
+    from stratus.lakehouse.tables import Lakehouse
+    from stratus.security.authz import Authorizer
+    from stratus.tables.service import TableService
 
 log = logging.getLogger(__name__)
 
@@ -303,14 +309,23 @@ class _Tables:
 
 # ---- the service ----------------------------------------------------------------------------
 class SharingService:
-    def __init__(self, stratus: Stratus) -> None:
-        self.stratus = stratus
-        self.storage = stratus.storage
-        self.lakehouse = stratus.lakehouse
-        self.engine = stratus.engine
-        self.tables = stratus.tables
-        self.metastore = stratus.governance.metastore
-        self.authorizer = stratus.governance.authorizer
+    def __init__(
+        self,
+        settings: Settings,
+        storage: Storage,
+        lakehouse: Lakehouse,
+        engine: LocalEngine,
+        tables: TableService,
+        metastore: MetastoreService,
+        authorizer: Authorizer,
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.lakehouse = lakehouse
+        self.engine = engine
+        self.tables = tables
+        self.metastore = metastore
+        self.authorizer = authorizer
         self.url_ttl = url_ttl()
         self._signer: UrlSigner | None = None
         self._azure = None if self.storage.is_local else AzureSigner(self.storage)
@@ -324,10 +339,6 @@ class SharingService:
         self._plans: dict[tuple[Any, ...], tuple[float, Plan]] = {}
         self._built: dict[str, tuple[int, str]] = {}  # share table id -> (source version, sig)
         self._downloads: dict[tuple[str, str], float] = {}  # (token id, path) -> last audited
-
-    @classmethod
-    def from_stratus(cls, stratus: Stratus) -> SharingService:
-        return cls(stratus)
 
     def close(self) -> None:
         self._delta = _Tables(self.storage, self.lakehouse.refresh_interval)
@@ -343,7 +354,7 @@ class SharingService:
     @property
     def signer(self) -> UrlSigner:
         if self._signer is None:
-            self._signer = UrlSigner(load_secret(self.stratus.settings.home))
+            self._signer = UrlSigner(load_secret(self.settings.home))
         return self._signer
 
     def default_endpoint(self) -> str:
@@ -351,7 +362,7 @@ class SharingService:
         env = os.environ.get(ENDPOINT_ENV)
         if env:
             return env.rstrip("/")
-        s = self.stratus.settings
+        s = self.settings
         return f"http://{s.host}:{s.port}/delta-sharing"
 
     # ---- database plumbing ---------------------------------------------------------------
