@@ -150,6 +150,17 @@ def test_drop_removes_managed_data_and_keeps_external_data(
     assert rows["data"] == [{"n": 0}] or rows["data"] == [[0]], rows
 
 
+def test_dropping_a_schema_by_force_removes_its_managed_tables_data(env: Env) -> None:
+    env.ok("CREATE SCHEMA main.gone")
+    env.ok("CREATE TABLE main.gone.t (id INT)")
+    env.ok("INSERT INTO main.gone.t VALUES (1)")
+    at = _location(env, "main.gone.t")
+    assert _has_delta(at)
+    resp = env.client().delete(f"{UC}/schemas/main.gone", query_string={"force": "true"})
+    assert resp.status_code == 200, resp.get_json()
+    assert not _has_delta(at)
+
+
 # ---- 2. a PII tag on a partition column is refused everywhere ------------------------------------
 def test_pii_on_a_partition_column_is_refused_by_rest_sql_and_cli(env: Env) -> None:
     table = "main.d.parted"

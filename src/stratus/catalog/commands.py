@@ -90,13 +90,6 @@ def column_named(table: m.Table, full_name: str, column: str) -> str:
     return found
 
 
-def table_name(table: m.Table) -> str:
-    try:
-        return f"{table.schema.catalog.name}.{table.schema.name}.{table.name}"
-    except Exception:  # a detached object without its containers loaded
-        return str(table.name)
-
-
 class CatalogCommands:
     """Create, update, drop, grant, revoke, tag and list securables for a caller."""
 
@@ -453,7 +446,7 @@ class CatalogCommands:
         for t in tables:
             if t.table_type == "MANAGED":
                 with contextlib.suppress(NotFound, InvalidArgument):
-                    out.append(self.tables.spec(table_name(t)))
+                    out.append(self.tables.spec(t.full_name))
         return out
 
     def _tables_under(self, kind: str, full_name: str) -> Iterable[m.Table]:
