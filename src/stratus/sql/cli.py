@@ -6,7 +6,7 @@ import datetime as dt
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -16,6 +16,9 @@ from rich.table import Table
 from stratus.catalog.errors import CatalogError
 from stratus.lakehouse.storage import StorageError
 from stratus.pii import PiiError
+
+if TYPE_CHECKING:
+    from stratus.context import Stratus
 
 err = Console(stderr=True)
 
@@ -63,7 +66,7 @@ def _print(result: Any, as_json: bool) -> None:
 
 
 def _audit(
-    stratus: Any,
+    stratus: Stratus,
     principal: str,
     text: str,
     kind: str | None,
