@@ -36,6 +36,29 @@ if TYPE_CHECKING:
 
 CATALOG_KINDS = ("metastore", "catalog", "schema", "table", "volume")
 ANY_SECURABLE = "securable"
+Key = tuple[str, str]  # (securable_type, full_name)
+METASTORE: Key = ("metastore", "")
+
+
+def parent_of(key: Key) -> Key | None:
+    kind, name = key
+    if kind == "metastore":
+        return None
+    if kind == "catalog":
+        return METASTORE
+    if kind == "schema":
+        return ("catalog", name.split(".")[0])
+    return ("schema", ".".join(name.split(".")[:2]))
+
+
+def chain(key: Key) -> list[Key]:
+    """The securable and every container above it, metastore first."""
+    out: list[Key] = []
+    k: Key | None = key
+    while k is not None:
+        out.append(k)
+        k = parent_of(k)
+    return out[::-1]
 
 
 @dataclass(frozen=True)
@@ -140,9 +163,12 @@ ACTIONS: dict[str, Action] = {
 }
 
 
-def _needs_of(snap: Snapshot, who: Identity, key: tuple[str, str], wanted: tuple[str, ...]) -> None:
+_USE_CATALOG, _USE_SCHEMA = ("USE CATALOG",), ("USE SCHEMA",)
+
+
+def _needs_of(snap: Snapshot, who: Identity, key: Key, wanted: tuple[str, ...]) -> None:
     held = snap.holds(who.names, key)
-    if not held & set(wanted):
+    if not any(p in held for p in wanted):
         kind, name = key
         what = " or ".join(wanted)
         raise PermissionDenied(f"{who.name} lacks {what} on {kind} {name or 'metastore'}")
@@ -151,8 +177,6 @@ def _needs_of(snap: Snapshot, who: Identity, key: tuple[str, str], wanted: tuple
 def decide(snap: Snapshot, who: Identity, action: str | Action, resource: Resource) -> None:
     """Return if ``who`` may do ``action`` to ``resource``; raise NotFound (it does not exist
     or is invisible to the caller) or PermissionDenied (naming what is missing)."""
-    from stratus.security.authz import METASTORE, chain
-
     act = ACTIONS[action] if isinstance(action, str) else action
     if act.kind not in (ANY_SECURABLE, resource.kind):
         raise ValueError(f"action {act.name} is about a {act.kind}, not a {resource.kind}")
@@ -167,7 +191,6 @@ def decide(snap: Snapshot, who: Identity, action: str | Action, resource: Resour
             raise NotFound(f"{resource.kind} {resource.name} does not exist")  # never leak names
         return
     key = (resource.kind, resource.name)
-    path = [k for k in chain(key) if k != METASTORE]
     # visible: the resource exists and holds (or is under) something granted or owned, which
     # makes its containers visible too
     if (
@@ -176,9 +199,11 @@ def decide(snap: Snapshot, who: Identity, action: str | Action, resource: Resour
         and (key not in snap.ids or key not in snap.visible(who.names))
     ):
         raise NotFound(f"{resource.kind} {resource.name} does not exist")
-    if act.use:
-        for k in path[:-1]:
-            _needs_of(snap, who, k, ("USE CATALOG",) if k[0] == "catalog" else ("USE SCHEMA",))
+    if act.use and resource.kind in ("schema", "table", "volume"):  # USE on the containers
+        catalog, *rest = resource.name.split(".")
+        _needs_of(snap, who, ("catalog", catalog), _USE_CATALOG)
+        if resource.kind != "schema":
+            _needs_of(snap, who, ("schema", f"{catalog}.{rest[0]}"), _USE_SCHEMA)
     for wanted in act.needs:
         _needs_of(snap, who, key, wanted)
 

@@ -25,12 +25,10 @@ from functools import cached_property
 from stratus.catalog import models as m
 from stratus.catalog.errors import NotFound, PermissionDenied
 from stratus.catalog.metastore import PRIVILEGES, MetastoreService
-from stratus.security.actions import Resource, decide
+from stratus.security.actions import METASTORE, Key, Resource, chain, decide
 
 # UNMASK is never implied by ALL PRIVILEGES: plaintext PII needs an explicit grant (or ownership)
 ALL = frozenset(p for p in PRIVILEGES if p not in ("ALL PRIVILEGES", "UNMASK"))
-Key = tuple[str, str]  # (securable_type, full_name)
-METASTORE: Key = ("metastore", "")
 
 
 @dataclass(frozen=True)
@@ -43,27 +41,6 @@ class Identity:
     @cached_property
     def names(self) -> frozenset[str]:
         return frozenset({self.name, *self.groups, "account users"})
-
-
-def parent_of(key: Key) -> Key | None:
-    kind, name = key
-    if kind == "metastore":
-        return None
-    if kind == "catalog":
-        return METASTORE
-    if kind == "schema":
-        return ("catalog", name.split(".")[0])
-    return ("schema", ".".join(name.split(".")[:2]))
-
-
-def chain(key: Key) -> list[Key]:
-    """The securable and every container above it, metastore first."""
-    out: list[Key] = []
-    k: Key | None = key
-    while k is not None:
-        out.append(k)
-        k = parent_of(k)
-    return out[::-1]
 
 
 @dataclass
