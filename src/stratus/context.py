@@ -22,7 +22,7 @@ from stratus.weather.queries import WeatherQueries
 if TYPE_CHECKING:  # created on first use, so imported there
     from stratus.jobs.service import JobService
     from stratus.lineage.service import LineageService
-    from stratus.sharing.service import SharingService
+    from stratus.sharing.service import Sharing
     from stratus.sql.service import SqlService
 
 
@@ -108,18 +108,19 @@ class Stratus:
         )
 
     @cached_property
-    def sharing(self) -> SharingService:
-        from stratus.sharing.service import SharingService
+    def sharing(self) -> Sharing:
+        from stratus.sharing.service import Sharing
 
-        gov = self.governance
-        return SharingService(
-            self.settings,
-            self.storage,
-            self.lakehouse,
-            self.engine,
-            self.tables,
-            gov.metastore,
-            gov.authorizer,
+        s = self.settings
+        return Sharing.build(
+            storage=self.storage,
+            lakehouse=self.lakehouse,
+            engine=self.engine,
+            tables=self.tables,
+            metastore=self.governance.metastore,
+            authorizer=self.governance.authorizer,
+            home=s.home,
+            endpoint=f"http://{s.host}:{s.port}/delta-sharing",
         )
 
     @cached_property

@@ -9,9 +9,7 @@ authorizer's in-memory snapshot knows when to reload.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
-import secrets
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -29,6 +27,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from stratus.catalog import models as m
 from stratus.catalog.errors import AlreadyExists, InvalidArgument, NotEmpty, NotFound
+from stratus.catalog.tokens import BearerTokens, aware
+from stratus.catalog.tokens import hash_token as hash_token  # re-exported
 
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,254}")
 SECURABLE_TYPES = ("metastore", "catalog", "schema", "table", "volume")
@@ -58,18 +58,8 @@ PRIVILEGES = (
 )
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
 
 
 def check_name(value: str, what: str = "name") -> str:
@@ -112,6 +102,10 @@ class MetastoreService:
                 cur.close()
 
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # API tokens: the one bearer-token store (sharing recipients' tokens use another table)
+        self.tokens = BearerTokens(
+            self._sessions, m.Token, m.Principal, "principal_id", TOKEN_PREFIX
+        )
         self._lock = threading.Lock()
         self.changes = 0  # authorization changes committed by this process
         self.upgrade()
@@ -236,47 +230,27 @@ class MetastoreService:
         self, principal: str, *, days: float | None = 90, comment: str | None = None
     ) -> tuple[str, m.Token]:
         """A new random token; the plaintext is returned once and only its hash is stored."""
-        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        expires = _now() + dt.timedelta(days=days) if days else None
         with self.session() as s:
             p = s.scalar(select(m.Principal).where(m.Principal.name == principal))
             if p is None:
                 raise NotFound(f"principal {principal} does not exist")
             if p.kind == "group":
                 raise InvalidArgument("groups cannot hold tokens")
-            tok = m.Token(
-                principal_id=p.id,
-                token_hash=hash_token(secret),
-                prefix=secret[: len(TOKEN_PREFIX) + 4],
-                comment=comment,
-                expires_at=expires,
-            )
-            s.add(tok)
-            return secret, tok
+            return self.tokens.issue(s, p.id, days=days or None, comment=comment)
 
     def resolve_token(self, secret: str) -> m.Principal | None:
         """The active principal holding this unexpired, unrevoked token, else None."""
-        with self._sessions() as s:
-            row = s.execute(
-                select(m.Token, m.Principal)
-                .join(m.Principal, m.Token.principal_id == m.Principal.id)
-                .where(m.Token.token_hash == hash_token(secret))
-            ).first()
-        if row is None:
+        found = self.tokens.lookup(secret)
+        if found is None or not found[1].active:
             return None
-        tok, principal = row
-        expires = _aware(tok.expires_at)
-        if tok.revoked_at is not None or not principal.active:
-            return None
-        if expires is not None and expires <= _now():
-            return None
+        principal: m.Principal = found[1]
         return principal
 
     def token_expiry(self, token_hash: str) -> dt.datetime | None:
         """When the token with this hash expires (aware, UTC); None: never, or no such token."""
         with self._sessions() as s:
             expires = s.scalar(select(m.Token.expires_at).where(m.Token.token_hash == token_hash))
-        return _aware(expires)
+        return aware(expires)
 
     def session_principal(self, name: str, token_hash: str | None) -> m.Principal | None:
         """The active principal ``name``, if ``token_hash`` (when given) is still one of its
@@ -290,7 +264,7 @@ class MetastoreService:
             token = s.scalar(select(m.Token).where(m.Token.token_hash == token_hash))
         if token is None or token.principal_id != principal.id or token.revoked_at:
             return None
-        expires = _aware(token.expires_at)
+        expires = aware(token.expires_at)
         if expires is not None and expires <= _now():
             return None
         return principal
@@ -309,7 +283,7 @@ class MetastoreService:
             tok = s.get(m.Token, token_id)
             if tok is None:
                 raise NotFound(f"token {token_id} does not exist")
-            tok.revoked_at = tok.revoked_at or _now()
+            self.tokens.revoke([tok])
             self._bump(s)
 
     # ---- securables ----------------------------------------------------------------------

@@ -117,6 +117,7 @@ def _tokens(text: str) -> list[tuple[str, Any]]:
         pos = m.end()
         kind = m.lastgroup
         # every alternative of _TOKEN is a named group, so a match always sets lastgroup
+        # every alternative of _TOKEN is a named group, so a match always sets lastgroup
         raw = m.group(kind)  # type: ignore[arg-type]
         if kind == "str":
             out.append(("lit", raw[1:-1].replace("''", "'")))
