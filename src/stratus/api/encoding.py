@@ -1,4 +1,4 @@
-"""Arrow tables to JSON (orjson), CSV or Parquet responses, and JSON request bodies."""
+"""Arrow tables to JSON (orjson), CSV or Parquet responses (request bodies: stratus.api.params)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from flask import Response, request
+from flask import Response
 
 FORMATS = ("json", "csv", "parquet")
 MIMETYPES = {
@@ -29,18 +29,6 @@ _JSON_NATIVE = (
     pa.types.is_timestamp,
     pa.types.is_null,
 )
-
-
-def request_json() -> Any:
-    """The JSON request body (``application/json``), or None if there is none or it is not
-    JSON. orjson refuses what JSON does not allow (NaN, lone surrogates) and nesting deeper than
-    1024 levels (the standard library would raise RecursionError instead)."""
-    if not request.is_json:
-        return None
-    try:
-        return orjson.loads(request.get_data(cache=True))
-    except orjson.JSONDecodeError:
-        return None
 
 
 def _in_python_range(col: pa.ChunkedArray) -> bool:
@@ -152,6 +140,8 @@ def table_response(table: pa.Table, fmt: str, envelope: dict[str, Any], filename
     resp = Response(buf.getvalue(), mimetype=MIMETYPES[fmt])
     resp.headers["Content-Disposition"] = f'attachment; filename="{filename}.{fmt}"'
     resp.headers["X-Row-Count"] = str(table.num_rows)
-    if envelope.get("next_cursor"):
-        resp.headers["X-Next-Cursor"] = envelope["next_cursor"]
+    token = envelope.get("next_page_token") or envelope.get("next_cursor")
+    if token:
+        resp.headers["X-Next-Page-Token"] = token
+        resp.headers["X-Next-Cursor"] = token  # its old name
     return resp

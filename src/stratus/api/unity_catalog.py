@@ -45,23 +45,24 @@ built-in schemas and tables) cannot be renamed or deleted, and nothing is create
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-import orjson
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, request
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StrictBool,
     StrictInt,
     StrictStr,
-    ValidationError,
+    WithJsonSchema,
 )
 
 from stratus.api.auth import audit, current_identity
 from stratus.api.encoding import json_response
-from stratus.api.problems import UC_PREFIX, Problem
+from stratus.api.params import Name, QueryModel, json_body, parse_body, parse_query
+from stratus.api.problems import UC_PREFIX, Problem, invalid
 from stratus.api.state import platform
 from stratus.catalog import wire
 from stratus.catalog.commands import MAX_TAG_VALUE as MAX_TAG_VALUE  # for the OpenAPI document
@@ -73,6 +74,7 @@ PREFIX = UC_PREFIX
 SERVICE = "unityCatalog"
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+INT32_MAX = 2**31 - 1
 SECURABLES = ("metastore", "catalog", "schema", "table", "volume")
 TAGGABLE = ("catalog", "schema", "table", "volume")
 _PARTS = {"catalog": 1, "schema": 2, "table": 3, "volume": 3}
@@ -80,9 +82,6 @@ _PARTS = {"catalog": 1, "schema": 2, "table": 3, "volume": 3}
 uc = Blueprint("uc", __name__, url_prefix=PREFIX)
 native = Blueprint("uc_native", __name__, url_prefix="/api/v1")
 bp = Blueprint("unity_catalog", __name__)  # both, registered on the app in one go
-
-T = TypeVar("T", bound=BaseModel)
-
 
 # ---- request bodies (the spec's request models; unknown fields are rejected) ----------------
 Comment = Annotated[StrictStr, Field(max_length=65536)]
@@ -169,9 +168,50 @@ class UpdatePermissionsBody(_Body):
     changes: list[PermissionsChangeBody]
 
 
+def _tag_key(key: str) -> str:
+    if not key or len(key) > 255 or "," in key:
+        raise ValueError("keys are 1 to 255 characters without ','")
+    return key
+
+
+def _tag_value(value: str) -> str:
+    if len(value) > MAX_TAG_VALUE:
+        raise ValueError(f"values are at most {MAX_TAG_VALUE} characters")
+    return value
+
+
+TagKey = Annotated[StrictStr, AfterValidator(_tag_key)]
+TagValue = Annotated[StrictStr, AfterValidator(_tag_value)]
+TAGS_SCHEMA = {
+    "type": "object",
+    "minProperties": 1,
+    "propertyNames": {"minLength": 1, "maxLength": 255, "pattern": "^[^,]*$"},
+    "additionalProperties": {"type": ["string", "null"], "maxLength": MAX_TAG_VALUE},
+    "description": "key: value (null: a tag without a value); the tag pii on a column encrypts it",
+}
+
+
 class SetTagsBody(_Body):
-    tags: Annotated[dict[StrictStr, StrictStr | None], Field(min_length=1)]
-    column: StrictStr | None = None
+    tags: Annotated[dict[TagKey, TagValue | None], Field(min_length=1), WithJsonSchema(TAGS_SCHEMA)]
+    column: StrictStr | None = Field(default=None, description="Tag this column of a table")
+
+
+class TagQuery(QueryModel):
+    column: str | None = Field(default=None, description="Only this column's tags.")
+
+
+class UnsetTagsQuery(TagQuery):
+    keys: str = Field(min_length=1, description="Tag keys (comma-separated).")
+
+
+class PrincipalQuery(QueryModel):
+    principal: str | None = Field(default=None, description="Only this principal's grants.")
+
+
+class ColumnTagsQuery(QueryModel):
+    catalog_name: Name | None = Field(default=None, description="Only this catalog.")
+    schema_name: Name | None = Field(default=None, description="Only this schema.")
+    table_name: Name | None = Field(default=None, description="Only this table.")
 
 
 # ---- plumbing ------------------------------------------------------------------------------
@@ -185,17 +225,7 @@ def _commands() -> CatalogCommands:
 
 def _invalid(parameter: str, message: str, *more: tuple[str, str]) -> Problem:
     errors = [{"parameter": p, "message": msg} for p, msg in ((parameter, message), *more)]
-    detail = "; ".join(f"{e['parameter']}: {e['message']}" for e in errors)
-    g.error_message = detail  # for the audit record
-    return Problem(
-        400,
-        "Invalid parameter",
-        detail,
-        type_="/problems/invalid-parameter",
-        parameter=parameter,
-        errors=errors,
-        error_code="INVALID_ARGUMENT",
-    )
+    return invalid(errors)
 
 
 def _audit(action: str, kind: str | None, name: str | None, body: dict | None = None) -> None:
@@ -205,39 +235,8 @@ def _audit(action: str, kind: str | None, name: str | None, body: dict | None = 
     audit(action, kind, name, params, service=SERVICE)
 
 
-def _json() -> dict[str, Any]:
-    raw = request.get_data(cache=True)
-    if not raw.strip():
-        return {}
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise _invalid("body", "must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise _invalid("body", "must be a JSON object")
-    return data
-
-
-def _loc(loc: Iterable[Any]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "body"
-
-
-def _parse(model: type[T], data: dict[str, Any]) -> T:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        errors = []
-        for err in exc.errors():
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown field"
-            elif err["type"] == "missing":
-                msg = "required"
-            errors.append((_loc(err["loc"]), msg))
-        raise _invalid(*errors[0], *errors[1:]) from None
+_json = json_body
+_parse = parse_body
 
 
 def _full(data: dict[str, Any], *keys: str) -> str | None:
@@ -278,7 +277,7 @@ def _bool_arg(name: str) -> bool:
 
 
 def _page_size() -> int:
-    value = _arg("max_results")
+    value = request.args.get("max_results")
     if value is None:
         return DEFAULT_PAGE
     try:
@@ -287,6 +286,8 @@ def _page_size() -> int:
         raise _invalid("max_results", "must be an integer") from None
     if n < 0:
         raise _invalid("max_results", "must not be negative")
+    if n > INT32_MAX:  # the spec's int32
+        raise _invalid("max_results", f"must be at most {INT32_MAX}")
     return min(n, MAX_PAGE) if n else DEFAULT_PAGE
 
 
@@ -585,7 +586,7 @@ def update_permissions(securable_type: str, full_name: str) -> Response:
 @native.get("/permissions/<securable_type>/<path:full_name>")
 def full_permissions(securable_type: str, full_name: str) -> Response:
     audit("getFullPermissions", securable_type, full_name, service="stratus")
-    _only("principal")
+    q = parse_query(PrincipalQuery)
     name = _key(securable_type, full_name)
     obj, grants = _commands().permissions(_me(), securable_type, name)
     held = platform().governance.authorizer.privileges(_me(), securable_type, name) - {"OWNER"}
@@ -595,7 +596,7 @@ def full_permissions(securable_type: str, full_name: str) -> Response:
             "full_name": name,
             "owner": obj.owner,
             "privilege_assignments": wire.privilege_assignments(
-                grants, principal=_arg("principal"), uc_only=False
+                grants, principal=q.principal or None, uc_only=False
             ),
             "effective_privileges": [p for p in PRIVILEGES if p in held],
         }
@@ -618,9 +619,9 @@ def _tags_response(securable_type: str, name: str, column: str | None = None) ->
 @uc.get("/tags/<securable_type>/<path:full_name>")
 def get_tags(securable_type: str, full_name: str) -> Response:
     _audit("getTags", securable_type, full_name)
-    _only("column")
+    q = parse_query(TagQuery)
     name = _key(securable_type, full_name, TAGGABLE)
-    return _tags_response(securable_type, name, _arg("column"))
+    return _tags_response(securable_type, name, q.column or None)
 
 
 @uc.put("/tags/<securable_type>/<path:full_name>")
@@ -629,7 +630,7 @@ def set_tags(securable_type: str, full_name: str) -> Response:
     data = _json()
     _audit("setTags", securable_type, full_name, data)
     _only()
-    body = _parse(SetTagsBody, data)
+    body = parse_body(SetTagsBody, data)
     name = _key(securable_type, full_name, TAGGABLE)
     _commands().set_tags(_me(), securable_type, name, body.tags, body.column)
     return _tags_response(securable_type, name)
@@ -638,23 +639,21 @@ def set_tags(securable_type: str, full_name: str) -> Response:
 @uc.delete("/tags/<securable_type>/<path:full_name>")
 def unset_tags(securable_type: str, full_name: str) -> Response:
     _audit("unsetTags", securable_type, full_name)
-    _only("keys", "column")
-    keys = [k.strip() for k in (_arg("keys", required=True) or "").split(",") if k.strip()]
+    q = parse_query(UnsetTagsQuery)
+    keys = [k.strip() for k in q.keys.split(",") if k.strip()]
     if not keys:
         raise _invalid("keys", "name at least one tag key")
     name = _key(securable_type, full_name, TAGGABLE)
-    _commands().unset_tags(_me(), securable_type, name, keys, _arg("column"))
+    _commands().unset_tags(_me(), securable_type, name, keys, q.column or None)
     return _tags_response(securable_type, name)
 
 
 @uc.get("/information_schema/column_tags")
 def column_tags() -> Response:
     _audit("listColumnTags", "table", "system.information_schema.column_tags")
-    _only("catalog_name", "schema_name", "table_name")
-    wanted = {k: _arg(k) for k in ("catalog_name", "schema_name", "table_name")}
-    for k, v in wanted.items():
-        if v is not None:
-            check_name(v, k)
+    q = parse_query(ColumnTagsQuery)
+    wanted = {"catalog_name": q.catalog_name, "schema_name": q.schema_name}
+    wanted["table_name"] = q.table_name
     return json_response({"column_tags": _commands().column_tags(_me(), **wanted)})
 
 

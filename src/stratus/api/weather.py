@@ -6,7 +6,7 @@ from flask import Blueprint, Response, request
 
 from stratus.api.auth import audit, current_identity
 from stratus.api.encoding import json_response, table_response
-from stratus.api.params import SummaryParams, WeatherParams, parse
+from stratus.api.params import SummaryParams, WeatherParams, parse_query
 from stratus.api.problems import Problem, invalid_parameter
 from stratus.api.state import platform
 from stratus.catalog import registry
@@ -48,26 +48,30 @@ def cities() -> Response:
 @bp.get("/weather")
 def hourly() -> Response:
     _authorize("queryWeather", registry.HOURLY.full_name)
-    p = parse(WeatherParams, request.args)
+    p = parse_query(WeatherParams, request.args)
     settings = platform().settings
-    limit = p.limit or settings.default_page_size
+    limit = p.max_results or settings.default_page_size
     if limit > settings.max_page_size:
-        raise invalid_parameter("limit", f"must be between 1 and {settings.max_page_size}")
+        name = "limit" if "limit" in request.args else "max_results"
+        raise invalid_parameter(name, f"must be between 1 and {settings.max_page_size}")
     fields = p.fields or list(HOURLY_FIELDS)
     try:
         page = platform().weather.hourly(
-            p.city_id, p.start, p.end, fields=fields, limit=limit, cursor=p.cursor
+            p.city_id, p.start, p.end, fields=fields, limit=limit, cursor=p.page_token
         )
     except UnknownCityError as exc:
         raise _unknown_city(exc) from None
     except BadCursorError as exc:
-        raise invalid_parameter("cursor", str(exc)) from None
+        name = "cursor" if "cursor" in request.args else "page_token"
+        raise invalid_parameter(name, str(exc)) from None
     envelope = {
         "city_ids": p.city_id,
         "start": p.start.isoformat(),
         "end": p.end.isoformat(),
         "fields": fields,
-        "limit": limit,
+        "max_results": limit,
+        "next_page_token": page.next_cursor,
+        "limit": limit,  # deprecated names of the two above
         "next_cursor": page.next_cursor,
     }
     return table_response(page.table, p.format, envelope, "weather")
@@ -76,7 +80,7 @@ def hourly() -> Response:
 @bp.get("/weather/summary")
 def summary() -> Response:
     _authorize("summarizeWeather", registry.HOURLY.full_name)
-    p = parse(SummaryParams, request.args)
+    p = parse_query(SummaryParams, request.args)
     try:
         table = platform().weather.summary(p.city_id, p.start, p.end, p.granularity)
     except UnknownCityError as exc:
