@@ -57,6 +57,10 @@ class Settings(BaseModel):
     # SQL statements (stratus.sql): time limit, and most rows a result returns (truncated)
     sql_timeout_seconds: float = Field(default=30.0, gt=0, le=86_400)
     sql_max_rows: int = Field(default=10_000, ge=1, le=10_000_000)
+    # VACUUM refuses RETAIN below 7 days unless this is off (Databricks' retentionDurationCheck)
+    vacuum_retention_check: bool = True
+    # the scheduled maintenance job: hours between runs of OPTIMIZE on the system tables (0: off)
+    maintenance_interval_hours: float = Field(default=24.0, ge=0, le=8_760)
 
     # processing jobs (stratus.jobs): the engine that runs them, its Spark Connect URL, and the
     # worker threads per process (0: this process only queues; `stratus jobs worker` runs them)

@@ -107,6 +107,18 @@ class _Params(QueryModel):
     end: StrictDate = Field(
         description="Last date (inclusive), YYYY-MM-DD.", examples=["2013-06-07"]
     )
+    # time travel: the table as it was at a Delta version, or at a moment (ISO 8601)
+    as_of_version: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**62,
+        description="Answer as the table was at this Delta version (400 if missing or vacuumed).",
+    )
+    as_of: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Or: as the table was at this moment (ISO 8601; not with as_of_version).",
+    )
 
     @field_validator("city_id")
     @classmethod
@@ -120,6 +132,8 @@ class _Params(QueryModel):
     def _order(self) -> _Params:
         if self.end < self.start:
             raise ValueError(f"end ({self.end}) is before start ({self.start})")
+        if self.as_of_version is not None and self.as_of is not None:
+            raise ValueError("give as_of_version or as_of, not both")
         return self
 
 

@@ -10,6 +10,7 @@ from stratus.api.params import SummaryParams, WeatherParams, parse_query
 from stratus.api.problems import Problem, invalid_parameter
 from stratus.api.state import platform
 from stratus.catalog import registry
+from stratus.lakehouse.operations import AsOf
 from stratus.security.actions import Resource
 from stratus.weather.queries import BadCursorError, UnknownCityError
 from stratus.weather.schema import HOURLY_FIELDS
@@ -37,6 +38,12 @@ def _authorize(action: str, *tables: str) -> None:
         )
 
 
+def _as_of(p: WeatherParams | SummaryParams) -> AsOf | None:
+    if p.as_of_version is None and p.as_of is None:
+        return None
+    return AsOf(p.as_of_version, p.as_of)
+
+
 @bp.get("/cities")
 def cities() -> Response:
     # row counts and spans come from the hourly table's log
@@ -57,7 +64,13 @@ def hourly() -> Response:
     fields = p.fields or list(HOURLY_FIELDS)
     try:
         page = platform().weather.hourly(
-            p.city_id, p.start, p.end, fields=fields, limit=limit, cursor=p.page_token
+            p.city_id,
+            p.start,
+            p.end,
+            fields=fields,
+            limit=limit,
+            cursor=p.page_token,
+            as_of=_as_of(p),
         )
     except UnknownCityError as exc:
         raise _unknown_city(exc) from None
@@ -82,7 +95,9 @@ def summary() -> Response:
     _authorize("summarizeWeather", registry.HOURLY.full_name)
     p = parse_query(SummaryParams, request.args)
     try:
-        table = platform().weather.summary(p.city_id, p.start, p.end, p.granularity)
+        table = platform().weather.summary(
+            p.city_id, p.start, p.end, p.granularity, as_of=_as_of(p)
+        )
     except UnknownCityError as exc:
         raise _unknown_city(exc) from None
     envelope = {

@@ -276,7 +276,9 @@ class CatalogCommands:
     ) -> m.Table:
         """Register a table owned by ``who`` (a MANAGED one stores under the lakehouse)."""
         args = (who, "schema.create_table", catalog, schema, name)
-        location = self._new_leaf(*args, storage_location, folder="")
+        location: str | None = self._new_leaf(*args, storage_location, folder="")
+        if table_type == "VIEW":  # a view stores nothing
+            location = storage_location
         t = self.metastore.create_table(
             catalog,
             schema,

@@ -343,6 +343,8 @@ class TableService:
         limit: int = 1000,
         cursor: str | None = None,
     ) -> RowsPage:
+        if full_name.count(".") == 2 and self.metastore.get_table(full_name).table_type == "VIEW":
+            raise InvalidArgument(f"{full_name} is a view: query it with POST /api/v1/sql")
         spec = self.spec(full_name)
         physical, pii = self.physical(spec)
         names = list(spec.schema.names)

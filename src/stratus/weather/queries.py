@@ -16,6 +16,8 @@ import pyarrow as pa
 
 from stratus.catalog import registry
 from stratus.engine import Engine, TableScan
+from stratus.lakehouse import operations as ops
+from stratus.lakehouse.operations import AsOf
 from stratus.lakehouse.tables import Lakehouse
 
 
@@ -117,7 +119,12 @@ class WeatherQueries:
             raise UnknownCityError(missing)
 
     # ---- hourly --------------------------------------------------------------------------
-    def _scan(self, city_ids: Sequence[str], start: dt.date, end: dt.date) -> TableScan:
+    def _scan(
+        self, city_ids: Sequence[str], start: dt.date, end: dt.date, as_of: AsOf | None = None
+    ) -> TableScan:
+        if as_of is not None:  # time travel: that version's files of these cities
+            files = ops.snapshot_files(self.lakehouse, registry.HOURLY, as_of, "city_id", city_ids)
+            return TableScan(registry.HOURLY, files)
         files = self.lakehouse.prune(
             registry.HOURLY, partition={"city_id": city_ids}, ranges={"date": (start, end)}
         )
@@ -132,6 +139,7 @@ class WeatherQueries:
         fields: Sequence[str],
         limit: int,
         cursor: str | None = None,
+        as_of: AsOf | None = None,
     ) -> Page:
         self.check_cities(city_ids)
         after = decode_cursor(cursor) if cursor else None
@@ -145,7 +153,7 @@ class WeatherQueries:
             params += [after[0], after[0], after[1]]
         sql = f"SELECT {select} FROM {{hourly}} WHERE {where} ORDER BY ts, city_id LIMIT ?"
         params.append(limit + 1)
-        table = self.engine.query(sql, {"hourly": self._scan(city_ids, start, end)}, params)
+        table = self.engine.query(sql, {"hourly": self._scan(city_ids, start, end, as_of)}, params)
         next_cursor = None
         if table.num_rows > limit:
             table = table.slice(0, limit)
@@ -155,7 +163,12 @@ class WeatherQueries:
 
     # ---- summary -------------------------------------------------------------------------
     def summary(
-        self, city_ids: Sequence[str], start: dt.date, end: dt.date, granularity: str
+        self,
+        city_ids: Sequence[str],
+        start: dt.date,
+        end: dt.date,
+        granularity: str,
+        as_of: AsOf | None = None,
     ) -> pa.Table:
         self.check_cities(city_ids)
         period = {"day": "date", "month": "date_trunc('month', date)::DATE"}[granularity]
@@ -189,4 +202,5 @@ class WeatherQueries:
         GROUP BY city_id, period
         ORDER BY period, city_id
         """
-        return self.engine.query(sql, {"hourly": self._scan(city_ids, start, end)}, [start, end])
+        scan = self._scan(city_ids, start, end, as_of)
+        return self.engine.query(sql, {"hourly": scan}, [start, end])
