@@ -368,7 +368,7 @@ class Lakehouse:
         return [orjson.loads(line) for line in raw.splitlines() if line.strip()]
 
     # ---- writing -------------------------------------------------------------------------
-    def _writer_properties(self) -> WriterProperties:
+    def writer_properties(self) -> WriterProperties:
         return WriterProperties(max_row_group_size=ROW_GROUP_SIZE, compression="ZSTD")
 
     def ensure(self, spec: TableSpec) -> DeltaTable:
@@ -410,7 +410,7 @@ class Lakehouse:
                 mode="append",
                 partition_by=spec.partition_by or None,
                 storage_options=self.storage.options,
-                writer_properties=self._writer_properties(),
+                writer_properties=self.writer_properties(),
             )
         return self._after_write(spec)
 
@@ -426,7 +426,7 @@ class Lakehouse:
                 schema_mode="overwrite" if replace_schema else None,
                 partition_by=spec.partition_by or None,
                 storage_options=self.storage.options,
-                writer_properties=self._writer_properties(),
+                writer_properties=self.writer_properties(),
             )
         return self._after_write(spec)
 
@@ -446,7 +446,7 @@ class Lakehouse:
                         predicate=predicate,
                         source_alias="s",
                         target_alias="t",
-                        writer_properties=self._writer_properties(),
+                        writer_properties=self.writer_properties(),
                     )
                     if update:
                         merger = merger.when_matched_update_all()

@@ -309,21 +309,21 @@ class Dml:
     ) -> dict[str, int]:
         svc = self.svc
         carrier = exp.Tuple(expressions=[*queries, *([probe] if probe is not None else [])])
-        sources = svc._sources(carrier, who)
+        sources = svc.sources(carrier, who)
         edges: tuple[ColumnEdge, ...] = ()
         lineage_sources = sources
         if lineage is not None:
-            lineage_sources = svc._sources(lineage, who)
-            _, edges = svc._edges(lineage, lineage_sources, lineage_targets)
+            lineage_sources = svc.sources(lineage, who)
+            _, edges = svc.edges_of(lineage, lineage_sources, lineage_targets)
             self._check_flows(target, edges, lineage_sources)
         tsrc = next(s for s in sources if s.full_name == target.full_name)
         others = [s for s in sources if s is not tsrc]
-        event = svc._event(
+        event = svc.lineage_event(
             sid, stmt.text, who, target.full_name, sources, edges, target.spec.schema
         )
-        svc._lineage_call("start", event)
+        svc.report_lineage("start", event)
         try:
-            with svc._run() as run:
+            with svc.new_run() as run:
                 svc.reader.load(run, others, carrier, values)
                 only = None
                 if probe is not None and not any(
@@ -340,9 +340,9 @@ class Dml:
                 svc.lakehouse, target.physical, target.version, changes, stmt.kind, sid
             )
         except Exception as exc:
-            svc._lineage_call("fail", event, _reason(exc))
+            svc.report_lineage("fail", event, _reason(exc))
             raise
-        svc._lineage_call("complete", event)
+        svc.report_lineage("complete", event)
         return counts
 
     # ---- UPDATE ------------------------------------------------------------------------
@@ -389,14 +389,14 @@ class Dml:
         where = stmt.args["where"]
         target = self._target(stmt, who, reads=where is not None)
         if where is None:  # every row: a plain Delta DELETE, no rows read
-            event = self.svc._event(sid, stmt.text, who, target.full_name, [], (), None)
-            self.svc._lineage_call("start", event)
+            event = self.svc.lineage_event(sid, stmt.text, who, target.full_name, [], (), None)
+            self.svc.report_lineage("start", event)
             try:
                 deleted = ops.delete_all(self.svc.lakehouse, target.physical, sid)
             except Exception as exc:
-                self.svc._lineage_call("fail", event, _reason(exc))
+                self.svc.report_lineage("fail", event, _reason(exc))
                 raise
-            self.svc._lineage_call("complete", event)
+            self.svc.report_lineage("complete", event)
             return self._result(sid, stmt, target, deleted, {"deleted": deleted})
         where = self._tokens(target, where, values)
         q = exp.select(exp.alias_(exp.Literal.number(1), CLAUSE), *target.hidden()).from_(

@@ -40,7 +40,7 @@ def route(svc: SqlService, stmt: p.Statement) -> Callable[..., Any] | None:
     if kind in (p.INSERT, p.DROP_TABLE):  # a view is neither written nor dropped as a table
         from stratus.sql import views
 
-        original = svc._insert if kind == p.INSERT else svc._drop
+        original = svc.insert if kind == p.INSERT else svc.drop
         return lambda sid, st, params, who: views.not_as_table(svc, st, who, original)(
             sid, st, params, who
         )

@@ -34,7 +34,7 @@ def _table(svc: SqlService, stmt: p.Statement, who: Identity) -> tuple[str, Tabl
     table = svc.metastore.get_table(full_name)
     if table.table_type == "VIEW":
         raise InvalidArgument(f"{full_name} is a view: {stmt.kind} works on tables")
-    spec, pii = svc._table_info(full_name)
+    spec, pii = svc.table_info(full_name)
     return full_name, svc.protector.physical_spec(spec, pii)
 
 

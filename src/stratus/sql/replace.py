@@ -71,9 +71,9 @@ def replace_table(
     except Exception:  # not there (or not visible): created as by CREATE TABLE
         fresh = p.Statement(stmt.kind, stmt.text, stmt.ast, {**stmt.args, "replace": False})
         if stmt.kind == p.CREATE_TABLE:
-            return svc._create_table(sid, fresh, params, who)
-        return svc._ctas(sid, fresh, params, who)
-    svc._writable(full_name, "replaced")
+            return svc.create_table(sid, fresh, params, who)
+        return svc.ctas(sid, fresh, params, who)
+    svc.check_writable(full_name, "replaced")
     if table.table_type == "VIEW":
         raise InvalidArgument(f"{full_name} is a view: CREATE OR REPLACE VIEW replaces views")
     old_spec = svc.tables.spec(full_name)
@@ -86,10 +86,10 @@ def replace_table(
     else:
         query: exp.Expr = stmt.args["query"]
         values = bind(query, params)
-        sources = svc._sources(query, who)
-        names, edges = svc._edges(query, sources, None)
-        with svc._run() as run:
-            data = svc._query_table(run, query, sources, values)
+        sources = svc.sources(query, who)
+        names, edges = svc.edges_of(query, sources, None)
+        with svc.new_run() as run:
+            data = svc.query_table(run, query, sources, values)
             run.check()
         fields = [pa.field(f.name, storable(f.name, f.type)) for f in data.schema]
         data = data.cast(pa.schema(fields))
@@ -106,7 +106,7 @@ def replace_table(
     key = [k for k in properties.get(KEY_PROPERTY, "").split(",") if k]
     if any(k not in names for k in key):
         raise InvalidArgument(f"{KEY_PROPERTY} names unknown column(s)")
-    inherited = svc._inherited_pii(edges, sources)
+    inherited = svc.inherited_pii(edges, sources)
     pii = {c: k for c, k in old_pii.items() if c in names} | inherited
     spec = dc_replace(
         old_spec, schema=schema, key=tuple(key), partition_by=partition_by, sort_by=tuple(key)
@@ -114,9 +114,9 @@ def replace_table(
     check_pii_layout(full_name, spec, pii, parameter="statement")
     if not stmt.args["properties"] and old_spec.key and set(old_spec.key) <= set(names):
         spec = dc_replace(spec, key=old_spec.key, sort_by=old_spec.key)
-    event = svc._event(sid, stmt.text, who, full_name, sources, edges, schema)
+    event = svc.lineage_event(sid, stmt.text, who, full_name, sources, edges, schema)
     if sources:
-        svc._lineage_call("start", event)
+        svc.report_lineage("start", event)
     old_columns = list(table.columns or [])
     columns = [
         column_dict(f, i, partition_by.index(f.name) if f.name in partition_by else None)
@@ -145,7 +145,7 @@ def replace_table(
                     schema_mode="overwrite",
                     partition_by=physical.partition_by or None,
                     storage_options=svc.lakehouse.storage.options,
-                    writer_properties=svc.lakehouse._writer_properties(),
+                    writer_properties=svc.lakehouse.writer_properties(),
                 )
             svc.lakehouse.invalidate(physical)
         except Exception:
@@ -160,10 +160,10 @@ def replace_table(
             svc.authz.refresh()
     except Exception as exc:
         if sources:
-            svc._lineage_call("fail", event, str(exc))
+            svc.report_lineage("fail", event, str(exc))
         raise
     if sources:
-        svc._lineage_call("complete", event)
+        svc.report_lineage("complete", event)
     return SqlResult(sid, stmt.kind, pa.table({}), affected_rows=data.num_rows, table=full_name)
 
 

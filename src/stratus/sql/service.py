@@ -176,10 +176,10 @@ class SqlService:
         handler = {
             p.SELECT: self._select,
             p.CREATE_SCHEMA: self._create_schema,
-            p.CREATE_TABLE: self._create_table,
-            p.CREATE_TABLE_AS_SELECT: self._ctas,
-            p.INSERT: self._insert,
-            p.DROP_TABLE: self._drop,
+            p.CREATE_TABLE: self.create_table,
+            p.CREATE_TABLE_AS_SELECT: self.ctas,
+            p.INSERT: self.insert,
+            p.DROP_TABLE: self.drop,
             p.SET_TAGS: self._tags,
             p.UNSET_TAGS: self._tags,
             p.GRANT: self._grant,
@@ -250,7 +250,7 @@ class SqlService:
             return self.resolve_schema(parts)
         return self.resolve_table(parts)
 
-    def _ensure_default(self, full_name: str) -> None:
+    def ensure_default(self, full_name: str) -> None:
         """``main.default`` exists once anything is created in or listed from it."""
         if self._default_ready or full_name.split(".")[:2] != [DEFAULT_CATALOG, DEFAULT_SCHEMA]:
             return
@@ -263,14 +263,14 @@ class SqlService:
                 )
         self._default_ready = True
 
-    def _writable(self, full_name: str, doing: str) -> None:
+    def check_writable(self, full_name: str, doing: str) -> None:
         if is_builtin("table", full_name):
             raise PermissionDenied(
                 f"table {full_name} is built in and cannot be {doing} with SQL "
                 "(weather tables are written by `stratus ingest`)"
             )
 
-    def _sources(self, query: exp.Expr, who: Identity) -> list[Source]:
+    def sources(self, query: exp.Expr, who: Identity) -> list[Source]:
         """Every catalog table ``query`` reads, resolved and authorized (SELECT) before any
         data is read; their references are rewritten to full names."""
         used = views.expand(self, query, who)  # a view's tables are read with its owner's rights
@@ -289,7 +289,7 @@ class SqlService:
             pin = version.text() if version is not None else None
             src = found.get((full_name, pin))
             if src is None:
-                spec, pii = self._table_info(full_name)
+                spec, pii = self.table_info(full_name)
                 unmask = self.authz.allowed(who, "table.unmask", Resource("table", full_name))
                 src = Source(full_name, spec, pii, unmask=unmask)
                 if version is not None:
@@ -304,7 +304,7 @@ class SqlService:
             node.set("catalog", exp.to_identifier(catalog))
         return views.Sources(found.values(), used)
 
-    def _table_info(self, full_name: str) -> tuple[TableSpec, dict[str, str]]:
+    def table_info(self, full_name: str) -> tuple[TableSpec, dict[str, str]]:
         """A table's spec and PII columns, cached until the metastore's generation moves (tags,
         tables and grants all move it; the authorizer notices within its check interval)."""
         generation = self.authz.snapshot().generation
@@ -320,7 +320,7 @@ class SqlService:
                     self._info[full_name] = found
         return found
 
-    def _run(self) -> Run:
+    def new_run(self) -> Run:
         return Run(self._db, self._lock, self.settings.sql_timeout_seconds)
 
     # ---- SELECT --------------------------------------------------------------------------
@@ -328,8 +328,8 @@ class SqlService:
         query = stmt.ast
         assert query is not None
         values = bind(query, params)
-        sources = self._sources(query, who)
-        with self._run() as run:
+        sources = self.sources(query, who)
+        with self.new_run() as run:
             self.reader.load(run, sources, query, values)
             rewrite(sources)
             data, truncated = run.rows(
@@ -337,7 +337,7 @@ class SqlService:
             )
         return SqlResult(sid, stmt.kind, data, truncated=truncated)
 
-    def _query_table(
+    def query_table(
         self, run: Run, query: exp.Expr, sources: list[Source], values: Mapping
     ) -> pa.Table:
         self.reader.load(run, sources, query, values)
@@ -345,7 +345,7 @@ class SqlService:
         return run.table(query.sql(dialect="duckdb"), values)
 
     # ---- lineage -------------------------------------------------------------------------
-    def _edges(
+    def edges_of(
         self, query: exp.Expr, sources: list[Source], targets: Sequence[str] | None
     ) -> tuple[list[str], tuple[ColumnEdge, ...]]:
         schemas = {s.full_name: {f.name: type_text(f.type) for f in s.spec.schema} for s in sources}
@@ -361,7 +361,7 @@ class SqlService:
             log.warning("no column lineage for a statement: %s", exc)
             return [], ()
 
-    def _inherited_pii(
+    def inherited_pii(
         self, edges: Sequence[ColumnEdge], sources: Sequence[Source]
     ) -> dict[str, str]:
         """Target column -> PII kind from its DIRECT sources (``pii`` if they differ)."""
@@ -374,7 +374,7 @@ class SqlService:
                     kinds.setdefault(e.target_column, set()).add(kind)
         return {c: next(iter(k)) if len(k) == 1 else MIXED_PII for c, k in kinds.items()}
 
-    def _event(
+    def lineage_event(
         self,
         sid: str,
         text: str,
@@ -397,7 +397,7 @@ class SqlService:
             target_schema=_schema_pairs(schema) if schema is not None else (),
         )
 
-    def _lineage_call(self, method: str, event: LineageEvent, *args: Any) -> None:
+    def report_lineage(self, method: str, event: LineageEvent, *args: Any) -> None:
         if method == "start":
             self.lineage.start(event)  # before any work: a failure here stops it
             return
@@ -425,7 +425,7 @@ class SqlService:
         full_name = self.resolve_table(stmt.args["name"])
         catalog, schema, name = full_name.split(".")
         check_name(name, "table")
-        self._ensure_default(full_name)
+        self.ensure_default(full_name)
         self.catalog.require(who, "schema.create_table", "schema", f"{catalog}.{schema}")
         try:
             self.metastore.get_table(full_name)
@@ -485,7 +485,7 @@ class SqlService:
         with contextlib.suppress(NotFound):
             self.catalog.drop(LOCAL_ADMIN, "table", full_name, if_exists=True)
 
-    def _create_table(
+    def create_table(
         self, sid: str, stmt: p.Statement, params: Parameters, who: Identity
     ) -> SqlResult:
         full_name, skip = self._prepare_create(stmt, who)
@@ -527,20 +527,20 @@ class SqlService:
             raise
         return SqlResult(sid, stmt.kind, _empty(), table=full_name)
 
-    def _ctas(self, sid: str, stmt: p.Statement, params: Parameters, who: Identity) -> SqlResult:
+    def ctas(self, sid: str, stmt: p.Statement, params: Parameters, who: Identity) -> SqlResult:
         full_name, skip = self._prepare_create(stmt, who)
         if skip:
             return SqlResult(sid, stmt.kind, _empty(), table=full_name)
         query: exp.Expr = stmt.args["query"]
         values = bind(query, params)
-        sources = self._sources(query, who)
-        names, edges = self._edges(query, sources, None)
-        event = self._event(sid, stmt.text, who, full_name, sources, edges, None)
+        sources = self.sources(query, who)
+        names, edges = self.edges_of(query, sources, None)
+        event = self.lineage_event(sid, stmt.text, who, full_name, sources, edges, None)
         if sources:
-            self._lineage_call("start", event)
+            self.report_lineage("start", event)
         try:
-            with self._run() as run:
-                data = self._query_table(run, query, sources, values)
+            with self.new_run() as run:
+                data = self.query_table(run, query, sources, values)
                 run.check()
             fields = [pa.field(f.name, storable(f.name, f.type)) for f in data.schema]
             data = data.cast(pa.schema(fields))
@@ -556,7 +556,7 @@ class SqlService:
                 stmt.args["properties"],
             )
             try:
-                inherited = self._inherited_pii(edges, sources)
+                inherited = self.inherited_pii(edges, sources)
                 check_pii_layout(full_name, spec, inherited, parameter="statement")
                 table_id = self.metastore.get_table(full_name).id
                 for column, kind in inherited.items():
@@ -568,18 +568,18 @@ class SqlService:
                 raise
         except Exception as exc:
             if sources:
-                self._lineage_call("fail", event, _reason(exc))
+                self.report_lineage("fail", event, _reason(exc))
             raise
         if sources:
             done = replace(event, column_edges=edges, target_schema=_schema_pairs(spec.schema))
-            self._lineage_call("complete", done)
+            self.report_lineage("complete", done)
         return SqlResult(sid, stmt.kind, _empty(), affected_rows=data.num_rows, table=full_name)
 
     # ---- INSERT --------------------------------------------------------------------------
-    def _insert(self, sid: str, stmt: p.Statement, params: Parameters, who: Identity) -> SqlResult:
+    def insert(self, sid: str, stmt: p.Statement, params: Parameters, who: Identity) -> SqlResult:
         full_name = self.resolve_table(stmt.args["name"])
         self.authz.require(who, "table.modify", Resource("table", full_name))
-        self._writable(full_name, "written")
+        self.check_writable(full_name, "written")
         spec = self.tables.spec(full_name)
         names = list(spec.schema.names)
         by_lower = {n.lower(): n for n in names}
@@ -599,19 +599,19 @@ class SqlService:
         sources: list[Source] = []
         edges: tuple[ColumnEdge, ...] = ()
         if not isinstance(source, exp.Values):
-            sources = self._sources(source, who)
-            _, edges = self._edges(source, sources, targets)
-        event = self._event(sid, stmt.text, who, full_name, sources, edges, spec.schema)
+            sources = self.sources(source, who)
+            _, edges = self.edges_of(source, sources, targets)
+        event = self.lineage_event(sid, stmt.text, who, full_name, sources, edges, spec.schema)
         if sources:
-            self._lineage_call("start", event)
+            self.report_lineage("start", event)
         try:
             affected = self._insert_rows(full_name, spec, targets, source, sources, values, edges)
         except Exception as exc:
             if sources:
-                self._lineage_call("fail", event, _reason(exc))
+                self.report_lineage("fail", event, _reason(exc))
             raise
         if sources:
-            self._lineage_call("complete", event)
+            self.report_lineage("complete", event)
         return SqlResult(sid, stmt.kind, _empty(), affected_rows=affected, table=full_name)
 
     def _insert_rows(
@@ -624,8 +624,8 @@ class SqlService:
         values: Mapping,
         edges: Sequence[ColumnEdge],
     ) -> int:
-        with self._run() as run:
-            incoming = self._query_table(run, source, sources, values)
+        with self.new_run() as run:
+            incoming = self.query_table(run, source, sources, values)
             if incoming.num_columns != len(targets):
                 raise SqlExecutionError(
                     f"INSERT gives {incoming.num_columns} value(s) per row for "
@@ -653,7 +653,7 @@ class SqlService:
         if data.num_rows == 0:
             return 0
         pii = self.protector.pii_columns(full_name)
-        inherited = self._inherited_pii(edges, sources)
+        inherited = self.inherited_pii(edges, sources)
         check_pii_layout(
             full_name,
             spec,
@@ -679,7 +679,7 @@ class SqlService:
         return data.num_rows
 
     # ---- DROP TABLE ----------------------------------------------------------------------
-    def _drop(self, sid: str, stmt: p.Statement, params: Parameters, who: Identity) -> SqlResult:
+    def drop(self, sid: str, stmt: p.Statement, params: Parameters, who: Identity) -> SqlResult:
         full_name = self.resolve_table(stmt.args["name"])
         # a MANAGED table's data goes with it, an EXTERNAL table's stays (as the REST API)
         self.catalog.drop(who, "table", full_name, if_exists=stmt.args["if_exists"])
@@ -724,7 +724,7 @@ class SqlService:
     ) -> SqlResult:
         parts = stmt.args["container"]
         schema = self.resolve_schema(parts) if parts else "main.default"
-        self._ensure_default(schema)
+        self.ensure_default(schema)
         schema_name = schema.split(".")[1]
         tables, _ = self.catalog.list_visible(who, "table", schema)
         pattern = stmt.args["pattern"]

@@ -68,7 +68,7 @@ def describe_history(svc: SqlService) -> Callable[..., SqlResult]:
         full_name = svc.resolve_table(stmt.args["name"])
         svc.authz.require(who, "table.read", Resource("table", full_name))
         _not_a_view(svc, full_name, "DESCRIBE HISTORY")
-        spec, pii = svc._table_info(full_name)
+        spec, pii = svc.table_info(full_name)
         physical = svc.protector.physical_spec(spec, pii)
         entries = ops.history(svc.lakehouse, physical, stmt.args["limit"])
         data = pa.table(
@@ -100,7 +100,7 @@ def restore(svc: SqlService) -> Callable[..., SqlResult]:
         if full_name.split(".")[0] == "system":
             raise PermissionDenied(f"{full_name} is a system table: RESTORE cannot change it")
         _not_a_view(svc, full_name, "RESTORE")
-        spec, pii = svc._table_info(full_name)
+        spec, pii = svc.table_info(full_name)
         physical = svc.protector.physical_spec(spec, pii)
         version = parse_ext.Version(stmt.args["version"], stmt.args["timestamp"])
         target = ops.snapshot(svc.lakehouse, physical, version.number, version.timestamp)

@@ -154,7 +154,7 @@ def create_view(svc: SqlService) -> Callable[..., SqlResult]:
         full_name = svc.resolve_table(stmt.args["name"])
         catalog, schema, name = full_name.split(".")
         check_name(name, "view")
-        svc._ensure_default(full_name)
+        svc.ensure_default(full_name)
         svc.catalog.require(who, "schema.create_table", "schema", f"{catalog}.{schema}")
         existing = None
         with contextlib.suppress(NotFound):
@@ -188,22 +188,22 @@ def create_view(svc: SqlService) -> Callable[..., SqlResult]:
         text = definition.sql(dialect="databricks")
         probe = p.parse(text).ast
         assert probe is not None
-        sources = svc._sources(probe, who)  # SELECT on every source, as the creator
-        _, edges = svc._edges(probe, sources, None)
+        sources = svc.sources(probe, who)  # SELECT on every source, as the creator
+        _, edges = svc.edges_of(probe, sources, None)
         view_query = cast(exp.Query, probe)  # the text printed from the query above
         shape = exp.select("*").from_(view_query.subquery("__view", copy=False), copy=False)
         shape = shape.limit(0, copy=False)
-        with svc._run() as r:
-            data = svc._query_table(r, shape, sources, {})
+        with svc.new_run() as r:
+            data = svc.query_table(r, shape, sources, {})
         fields = [pa.field(f.name, storable(f.name, f.type)) for f in data.schema]
         if len({f.name.lower() for f in fields}) != len(fields):
             raise InvalidArgument(
                 "a view's columns need distinct names (use AS)", parameter="statement"
             )
         info = [column_dict(f, i, None) for i, f in enumerate(fields)]
-        event = svc._event(sid, stmt.text, who, full_name, sources, edges, pa.schema(fields))
+        event = svc.lineage_event(sid, stmt.text, who, full_name, sources, edges, pa.schema(fields))
         if sources:
-            svc._lineage_call("start", event)
+            svc.report_lineage("start", event)
         try:
             if existing is None:
                 svc.catalog.create_table(
@@ -225,7 +225,7 @@ def create_view(svc: SqlService) -> Callable[..., SqlResult]:
                 )
                 svc.metastore.set_columns(full_name, who.name, info)
             view_id = svc.metastore.get_table(full_name).id
-            inherited = svc._inherited_pii(edges, sources)
+            inherited = svc.inherited_pii(edges, sources)
             old = {t.column_name for t in svc.metastore.tags("table", view_id) if t.key == PII_TAG}
             stale = [c for c in old if c and c not in inherited]
             for column in stale:
@@ -235,10 +235,10 @@ def create_view(svc: SqlService) -> Callable[..., SqlResult]:
             svc.authz.refresh()
         except Exception as exc:
             if sources:
-                svc._lineage_call("fail", event, str(exc))
+                svc.report_lineage("fail", event, str(exc))
             raise
         if sources:
-            svc._lineage_call("complete", event)
+            svc.report_lineage("complete", event)
         return SqlResult(sid, stmt.kind, pa.table({}), table=full_name)
 
     return run
