@@ -26,35 +26,12 @@ from stratus.security.authz import Identity
 from stratus.sql import parse as p
 from stratus.sql.errors import SqlSyntaxError
 from stratus.sql.execution import Parameters, bind, valid_column_name
-from stratus.sql.types import arrow_from_sql, column_dict, storable
+from stratus.sql.types import column_dict, fields_of, storable
 from stratus.tables.protect import PII_TAG
 from stratus.tables.service import check_pii_layout
 
 if TYPE_CHECKING:
     from stratus.sql.service import SqlResult, SqlService
-
-
-def _fields(stmt: p.Statement) -> list[pa.Field]:
-    fields = []
-    for col in stmt.args["columns"]:
-        nullable = not any(isinstance(c.kind, exp.NotNullColumnConstraint) for c in col.constraints)
-        comment = next(
-            (
-                c.kind.this.name
-                for c in col.constraints
-                if isinstance(c.kind, exp.CommentColumnConstraint)
-            ),
-            None,
-        )
-        fields.append(
-            pa.field(
-                col.name,
-                arrow_from_sql(col.args["kind"], col.name),
-                nullable,
-                metadata={"comment": comment} if comment else None,
-            )
-        )
-    return fields
 
 
 def replace_table(
@@ -81,7 +58,7 @@ def replace_table(
     sources: list = []
     edges: tuple = ()
     if stmt.kind == p.CREATE_TABLE:
-        schema = pa.schema(_fields(stmt))
+        schema = pa.schema(fields_of(stmt.args["columns"]))
         data = schema.empty_table()
     else:
         query: exp.Expr = stmt.args["query"]

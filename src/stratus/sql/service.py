@@ -69,7 +69,7 @@ from stratus.sql.execution import (
     valid_column_name,
 )
 from stratus.sql.lineage_edges import DIRECT, LineageUnavailable, column_edges
-from stratus.sql.types import arrow_from_sql, column_dict, storable, type_text
+from stratus.sql.types import column_dict, fields_of, storable, type_text
 from stratus.tables.protect import PII_TAG
 from stratus.tables.service import check_pii_layout
 
@@ -491,27 +491,7 @@ class SqlService:
         full_name, skip = self._prepare_create(stmt, who)
         if skip:
             return SqlResult(sid, stmt.kind, _empty(), table=full_name)
-        fields = []
-        for col in stmt.args["columns"]:
-            nullable = not any(
-                isinstance(c.kind, exp.NotNullColumnConstraint) for c in col.constraints
-            )
-            comment = next(
-                (
-                    c.kind.this.name
-                    for c in col.constraints
-                    if isinstance(c.kind, exp.CommentColumnConstraint)
-                ),
-                None,
-            )
-            fields.append(
-                pa.field(
-                    col.name,
-                    arrow_from_sql(col.args["kind"], col.name),
-                    nullable,
-                    metadata={"comment": comment} if comment else None,
-                )
-            )
+        fields = fields_of(stmt.args["columns"])
         spec = self._register(
             full_name,
             pa.schema(fields),

@@ -103,3 +103,27 @@ def column_dict(field: pa.Field, position: int, partition_index: int | None) -> 
     if comment:
         info["comment"] = comment.decode()
     return info
+
+
+def fields_of(columns: list[exp.ColumnDef]) -> list[pa.Field]:
+    """Arrow fields for the column definitions of CREATE TABLE (NOT NULL, COMMENT kept)."""
+    fields = []
+    for col in columns:
+        nullable = not any(isinstance(c.kind, exp.NotNullColumnConstraint) for c in col.constraints)
+        comment = next(
+            (
+                c.kind.this.name
+                for c in col.constraints
+                if isinstance(c.kind, exp.CommentColumnConstraint)
+            ),
+            None,
+        )
+        fields.append(
+            pa.field(
+                col.name,
+                arrow_from_sql(col.args["kind"], col.name),
+                nullable,
+                metadata={"comment": comment} if comment else None,
+            )
+        )
+    return fields
