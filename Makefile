@@ -43,14 +43,15 @@ run: $(STAMP)
 	$(BIN)/stratus serve
 
 ## make test: install with test extras and the Azurite emulator, lint (ruff, with its bandit
-## "S" rules), audit the installed dependencies against PyPI's advisories, run the whole suite: the
-## quick tests, the Spark Connect engine tests (marker `spark`: a local Spark Connect server from
+## "S" rules), type-check src/ (mypy), audit the installed dependencies against PyPI's
+## advisories, run the whole suite: the quick tests, the Spark Connect engine tests (marker `spark`: a local Spark Connect server from
 ## pyspark, Java 17) and the podman image build/run test (marker `container`: installs podman and
 ## mmdebstrap with apt as root, builds the base image and a wheelhouse). The pytest fixtures start
 ## Azurite, PostgreSQL, redis-server, Spark Connect and the container, and stop them at the end.
 test: $(STAMP) $(AZURITE) chromium services
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/mypy
 	$(BIN)/python scripts/audit_dependencies.py
 	STRATUS_AZURITE_BIN=$(abspath $(AZURITE)) $(BIN)/pytest
 
@@ -61,6 +62,7 @@ test-quick: $(STAMP) $(AZURITE) chromium services
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks scripts

@@ -22,6 +22,7 @@ from stratus.jobs.cli import jobs_command
 from stratus.lakehouse.cli import maintenance_command
 from stratus.lakehouse.storage import StorageError
 from stratus.lakehouse.tables import WriteConflictError
+from stratus.security.governance import Governance
 from stratus.sharing.cli import share_command
 from stratus.sql.cli import sql_command
 
@@ -155,12 +156,13 @@ def ingest(
 
     Weather tables are validated and upserted on (city_id, time). Any other table is created on
     first ingest (schema inferred, --key required), its PII columns detected, tagged and
-    encrypted. Needs MODIFY on the table (CREATE TABLE on the schema to create one). Without
+    encrypted. Needs MODIFY on the table (CREATE TABLE on the schema to create one; USE CATALOG
+    and CREATE SCHEMA on the catalog when the schema does not exist either). Without
     --token the command acts as the local administrator: whoever can write STRATUS_HOME owns the
     lakehouse anyway.
     """
     from stratus.catalog import registry
-    from stratus.catalog.errors import CatalogError, NotFound
+    from stratus.catalog.errors import CatalogError
     from stratus.pii import PiiError
     from stratus.security.governance import LOCAL_ADMIN
     from stratus.tables.service import qualify
@@ -173,14 +175,8 @@ def ingest(
     try:
         full_name = registry.resolve(table).full_name if weather else qualify(table)
         who = gov.authenticator.authenticate(f"Bearer {token}") if token else LOCAL_ADMIN
-        try:
-            gov.authorizer.require_table(who, full_name, "MODIFY")
-        except NotFound:
-            if weather:
-                raise
-            schema = ".".join(full_name.split(".")[:2])
-            gov.authorizer.require(who, "catalog", full_name.split(".")[0], "USE CATALOG")
-            gov.authorizer.require(who, "schema", schema, "CREATE TABLE", exists=False)
+        # MODIFY on the table, else what creating it (and a missing schema) needs
+        stratus.catalog.authorize_write(who, full_name)
     except (CatalogError, KeyError) as exc:
         stratus.close()
         raise click.ClickException(getattr(exc, "message", str(exc))) from None
@@ -469,18 +465,26 @@ def grant(
 ) -> None:
     """Grant (or --revoke) privileges, e.g. `stratus admin grant table main.weather.hourly
     alice SELECT`. Multi-word privileges are quoted: "USE CATALOG"."""
-    ms = _governance().metastore
-    obj = _catalog_call(lambda: ms.securable(securable_type, full_name))
-    change = {"principal": principal, "add": [], "remove": []}
-    change["remove" if revoke else "add"] = [p.upper() for p in privileges]
-    _catalog_call(lambda: ms.update_grants(securable_type, obj.id, [change]))
+    from stratus.security.governance import LOCAL_ADMIN
+
+    stratus = _platform()
+    stratus.bootstrap()
+    wanted = [p.upper() for p in privileges]
+    try:
+        _catalog_call(
+            lambda: stratus.catalog.grant(
+                LOCAL_ADMIN, securable_type, full_name, [principal], wanted, revoke=revoke
+            )
+        )
+    finally:
+        stratus.close()
     click.echo(
         f"{'revoked' if revoke else 'granted'} {', '.join(privileges)} on "
         f"{securable_type} {full_name} {'from' if revoke else 'to'} {principal}"
     )
 
 
-def _governance() -> Any:
+def _governance() -> Governance:
     stratus = _platform()
     stratus.bootstrap()
     return stratus.governance

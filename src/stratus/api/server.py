@@ -17,7 +17,7 @@ SIGNED_FILES = "/delta-sharing/files/"
 _SECRET_ATOMS = ("r", "q", "f", "{authorization}i", "{cookie}i", "{referer}i")
 
 
-class AccessLogger(Logger):  # type: ignore[misc]
+class AccessLogger(Logger):
     """gunicorn's logger, minus secrets: Delta Sharing's signed file URLs (the path is the
     credential) become ``/delta-sharing/files/<signed>``, and the request line, query string,
     referrer, Authorization and Cookie are blanked whatever the format names."""
@@ -33,7 +33,7 @@ class AccessLogger(Logger):  # type: ignore[misc]
         return atoms
 
 
-class _Gunicorn(BaseApplication):  # type: ignore[misc]
+class _Gunicorn(BaseApplication):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         super().__init__()

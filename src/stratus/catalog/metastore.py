@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from stratus.catalog import models as m
 from stratus.catalog.errors import AlreadyExists, InvalidArgument, NotEmpty, NotFound
 from stratus.catalog.startup import startup_lock
-from stratus.catalog.tokens import BearerTokens
+from stratus.catalog.tokens import BearerTokens, aware
 from stratus.catalog.tokens import hash_token as hash_token  # re-exported
 from stratus.extras import require
 
@@ -269,6 +269,29 @@ class MetastoreService:
         principal: m.Principal = found[1]
         return principal
 
+    def token_expiry(self, token_hash: str) -> dt.datetime | None:
+        """When the token with this hash expires (aware, UTC); None: never, or no such token."""
+        with self._sessions() as s:
+            expires = s.scalar(select(m.Token.expires_at).where(m.Token.token_hash == token_hash))
+        return aware(expires)
+
+    def session_principal(self, name: str, token_hash: str | None) -> m.Principal | None:
+        """The active principal ``name``, if ``token_hash`` (when given) is still one of its
+        valid tokens (unrevoked, unexpired); else None."""
+        with self._sessions() as s:
+            principal = s.scalar(select(m.Principal).where(m.Principal.name == name))
+            if principal is None or not principal.active:
+                return None
+            if token_hash is None:
+                return principal
+            token = s.scalar(select(m.Token).where(m.Token.token_hash == token_hash))
+        if token is None or token.principal_id != principal.id or token.revoked_at:
+            return None
+        expires = aware(token.expires_at)
+        if expires is not None and expires <= _now():
+            return None
+        return principal
+
     def list_tokens(self, principal: str | None = None) -> list[tuple[m.Token, str]]:
         with self._sessions() as s:
             q = select(m.Token, m.Principal.name).join(
@@ -302,7 +325,9 @@ class MetastoreService:
             raise NotFound(f"schema {full_name} does not exist")
         return row
 
-    def _leaf(self, s: Session, model: type, full_name: str, what: str) -> Any:
+    def _leaf(
+        self, s: Session, model: type[m.Table] | type[m.Volume], full_name: str, what: str
+    ) -> Any:
         cat, sch, name = split_name(full_name, 3, what)
         row = s.scalar(
             select(model)

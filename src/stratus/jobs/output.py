@@ -26,10 +26,9 @@ from sqlalchemy.exc import IntegrityError
 from stratus.catalog.errors import AlreadyExists, NotFound
 from stratus.catalog.metastore import MetastoreService
 from stratus.catalog.registry import TableSpec
-from stratus.catalog.specs import KEY_PROPERTY, spec_from_table
+from stratus.catalog.specs import KEY_PROPERTY, register_spec, spec_from_table
 from stratus.lakehouse.storage import StorageError, storage_io
 from stratus.lakehouse.tables import COMMIT_RETRIES, ROW_GROUP_SIZE, Lakehouse, WriteConflictError
-from stratus.security.governance import columns_of
 
 log = logging.getLogger(__name__)
 JOB_TYPE_PROPERTY = "stratus.job_type"
@@ -69,7 +68,7 @@ def register(
 ) -> bool:
     """Create the schema (if missing) and the table in the catalog, owned by ``owner``; True if
     this call created the table."""
-    catalog, schema, name = spec.full_name.split(".")
+    catalog, schema, _ = spec.full_name.split(".")
     try:
         metastore.get_schema(f"{catalog}.{schema}")
     except NotFound:
@@ -80,16 +79,8 @@ def register(
     if check_compatible(metastore, spec):
         return False
     try:
-        metastore.create_table(
-            catalog,
-            schema,
-            name,
-            owner,
-            columns=columns_of(spec.schema, spec.partition_by),
-            storage_location=lakehouse.url(spec),
-            comment=spec.comment,
-            properties={KEY_PROPERTY: ",".join(spec.key), JOB_TYPE_PROPERTY: job_type},
-        )
+        properties = {KEY_PROPERTY: ",".join(spec.key), JOB_TYPE_PROPERTY: job_type}
+        register_spec(metastore, spec, owner, lakehouse.url(spec), properties)
     except (AlreadyExists, IntegrityError):  # a concurrent job registered it first
         check_compatible(metastore, spec)
         return False
