@@ -55,6 +55,7 @@ from stratus.api import create_app  # noqa: E402
 from stratus.catalog import registry  # noqa: E402
 from stratus.catalog.errors import AlreadyExists  # noqa: E402
 from stratus.context import Stratus  # noqa: E402
+from stratus.security.actions import Resource  # noqa: E402
 from stratus.security.audit import AUDIT  # noqa: E402
 
 TARGET_MS = 2.0
@@ -133,7 +134,7 @@ STAGES = [
     ("  Authenticator.authenticate", "authn.py", "authenticate"),
     ("  Authorizer.snapshot", "authz.py", "snapshot"),
     ("grant checks: _authorize", "weather.py", "_authorize"),
-    ("  Authorizer.require_table", "authz.py", "require_table"),
+    ("  Authorizer.require (table.read)", "authz.py", "require"),
     ("after_request: audit _record", "auth.py", "_record"),
     ("  AuditRecord(...) + record()", "audit.py", "record"),
 ]
@@ -253,14 +254,15 @@ def main(argv: list[str] | None = None) -> int:
 
     say("[pieces] microseconds per call, warm (outside a request)")
     authn, authz = stratus.governance.authenticator, stratus.governance.authorizer
+    hourly = Resource("table", registry.HOURLY.full_name)
     header = f"Bearer {token}"
     ident = authn.authenticate(header)
     cached = micro(lambda: authn.authenticate(header))
     say(f"  Authenticator.authenticate (cached token)     {cached:8.2f} us")
     say(f"  Authorizer.snapshot                           {micro(authz.snapshot):8.2f} us")
     say(
-        "  Authorizer.require_table (3 privileges)       "
-        f"{micro(lambda: authz.require_table(ident, registry.HOURLY.full_name)):8.2f} us"
+        "  Authorizer.require table.read (3 privileges)  "
+        f"{micro(lambda: authz.require(ident, 'table.read', hourly)):8.2f} us"
     )
     say()
 

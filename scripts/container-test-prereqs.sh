@@ -156,16 +156,22 @@ host_python="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 [ "$host_python" = "$image_python" ] \
     || die "PYTHON=$PYTHON is $host_python, the image's Python is $image_python"
 
-# What the image needs: the project's dependencies and its build backend (the builder stage
-# runs `pip wheel --no-index .`, which installs the build requirements from the wheelhouse).
+# What the image needs: the project's dependencies, those of the extras the image installs, and
+# its build backend (the builder stage runs `pip wheel --no-index .[...]`, which installs the
+# build requirements from the wheelhouse).
 requirements="$("$PYTHON" - "$ROOT/pyproject.toml" <<'EOF'
 import sys
 import tomllib
 
 with open(sys.argv[1], "rb") as fh:
     data = tomllib.load(fh)
-for req in [*data["project"]["dependencies"], *data["build-system"]["requires"]]:
+extras = data["project"]["optional-dependencies"]
+image_extras = [r for e in ("sample-data", "azure", "postgres", "redis") for r in extras[e]]
+for req in [*data["project"]["dependencies"], *image_extras, *data["build-system"]["requires"]]:
     print(req)
+# pip evaluates environment markers for the host's Python (3.11.7 here), not the image's
+# (bookworm: 3.11.2): redis needs async-timeout below 3.11.3, so it is added unconditionally.
+print("async-timeout>=4.0.3")
 EOF
 )"
 key="$(printf '%s\n--\n%s %s\n' "$requirements" "$image_python" "$(uname -m)" \

@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from stratus.lakehouse.storage import StorageError
 
@@ -87,7 +87,9 @@ class BatchWorker(Generic[T]):
                     items.append(self._queue.get(timeout=wait))
                 except queue.Empty:
                     break
-            batch: list[T] = [i for i in items if i is not _STOP and not isinstance(i, _Flush)]  # type: ignore[misc]
+            # what is left once the sentinels are filtered out are the T items
+            kept = [i for i in items if i is not _STOP and not isinstance(i, _Flush)]
+            batch = cast(list[T], kept)
             if batch:
                 self.run_now(batch)
             for i in items:

@@ -22,6 +22,7 @@ from stratus.jobs.cli import jobs_command
 from stratus.lakehouse.cli import maintenance_command
 from stratus.lakehouse.storage import StorageError
 from stratus.lakehouse.tables import WriteConflictError
+from stratus.security.governance import Governance
 from stratus.sharing.cli import share_command
 from stratus.sql.cli import sql_command
 
@@ -37,7 +38,7 @@ def _platform() -> Stratus:
 
 
 @click.group()
-@click.version_option(package_name="stratus")
+@click.version_option(package_name="stratus-lakehouse")
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR.")
 def main(log_level: str | None) -> None:
     """Stratus: a governed weather-data lakehouse."""
@@ -155,12 +156,13 @@ def ingest(
 
     Weather tables are validated and upserted on (city_id, time). Any other table is created on
     first ingest (schema inferred, --key required), its PII columns detected, tagged and
-    encrypted. Needs MODIFY on the table (CREATE TABLE on the schema to create one). Without
+    encrypted. Needs MODIFY on the table (CREATE TABLE on the schema to create one; USE CATALOG
+    and CREATE SCHEMA on the catalog when the schema does not exist either). Without
     --token the command acts as the local administrator: whoever can write STRATUS_HOME owns the
     lakehouse anyway.
     """
     from stratus.catalog import registry
-    from stratus.catalog.errors import CatalogError, NotFound
+    from stratus.catalog.errors import CatalogError
     from stratus.pii import PiiError
     from stratus.security.governance import LOCAL_ADMIN
     from stratus.tables.service import qualify
@@ -173,14 +175,8 @@ def ingest(
     try:
         full_name = registry.resolve(table).full_name if weather else qualify(table)
         who = gov.authenticator.authenticate(f"Bearer {token}") if token else LOCAL_ADMIN
-        try:
-            gov.authorizer.require_table(who, full_name, "MODIFY")
-        except NotFound:
-            if weather:
-                raise
-            schema = ".".join(full_name.split(".")[:2])
-            gov.authorizer.require(who, "catalog", full_name.split(".")[0], "USE CATALOG")
-            gov.authorizer.require(who, "schema", schema, "CREATE TABLE", exists=False)
+        # MODIFY on the table, else what creating it (and a missing schema) needs
+        stratus.catalog.authorize_write(who, full_name)
     except (CatalogError, KeyError) as exc:
         stratus.close()
         raise click.ClickException(getattr(exc, "message", str(exc))) from None
@@ -298,7 +294,14 @@ def sample_data(out: Path | None, load: bool, if_empty: bool, employees: int | N
 
     Writes OUT (weather) and OUT's stem + .cities.csv (the cities table). With --employees N,
     writes N fake employees instead (and --load ingests them into main.hr.employees).
+    Needs the sample-data extra: pip install 'stratus-lakehouse[sample-data]'.
     """
+    from stratus.extras import MissingExtra, require
+
+    try:
+        require("sample-data", "stratus sample-data")
+    except MissingExtra as exc:
+        raise click.ClickException(str(exc)) from None
     if employees is not None:
         from stratus.datasets.employees import write_employees_csv
 
@@ -357,9 +360,12 @@ def serve(dev: bool, with_sample_data: bool) -> None:
 
         create_app(settings=settings).run(host=settings.host, port=settings.port)
         return
-    from stratus.api.server import run_gunicorn
+    from stratus.api.server import StartupError, run_gunicorn
 
-    run_gunicorn(settings)
+    try:
+        run_gunicorn(settings)
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 # ---- administration -------------------------------------------------------------------------
@@ -459,18 +465,26 @@ def grant(
 ) -> None:
     """Grant (or --revoke) privileges, e.g. `stratus admin grant table main.weather.hourly
     alice SELECT`. Multi-word privileges are quoted: "USE CATALOG"."""
-    ms = _governance().metastore
-    obj = _catalog_call(lambda: ms.securable(securable_type, full_name))
-    change = {"principal": principal, "add": [], "remove": []}
-    change["remove" if revoke else "add"] = [p.upper() for p in privileges]
-    _catalog_call(lambda: ms.update_grants(securable_type, obj.id, [change]))
+    from stratus.security.governance import LOCAL_ADMIN
+
+    stratus = _platform()
+    stratus.bootstrap()
+    wanted = [p.upper() for p in privileges]
+    try:
+        _catalog_call(
+            lambda: stratus.catalog.grant(
+                LOCAL_ADMIN, securable_type, full_name, [principal], wanted, revoke=revoke
+            )
+        )
+    finally:
+        stratus.close()
     click.echo(
         f"{'revoked' if revoke else 'granted'} {', '.join(privileges)} on "
         f"{securable_type} {full_name} {'from' if revoke else 'to'} {principal}"
     )
 
 
-def _governance() -> Any:
+def _governance() -> Governance:
     stratus = _platform()
     stratus.bootstrap()
     return stratus.governance

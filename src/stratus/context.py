@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from stratus.catalog.commands import CatalogCommands
 from stratus.catalog.keystore import MetastoreDataKeyStore
 from stratus.config import Settings
 from stratus.engine import LocalEngine
@@ -18,8 +19,11 @@ from stratus.tables.protect import ColumnProtector
 from stratus.tables.service import TableService
 from stratus.weather.queries import WeatherQueries
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # created on first use, so imported there
+    from stratus.jobs.service import JobService
+    from stratus.lineage.service import LineageService
     from stratus.sharing.service import Sharing
+    from stratus.sql.service import SqlService
 
 
 def key_manager(settings: Settings, governance: Governance) -> KeyManager:
@@ -34,6 +38,9 @@ def key_manager(settings: Settings, governance: Governance) -> KeyManager:
 
 @dataclass
 class Stratus:
+    """The composition root: every service, built from settings, each given exactly the
+    collaborators it needs (no service sees this object)."""
+
     settings: Settings
     storage: Storage
     lakehouse: Lakehouse
@@ -42,6 +49,7 @@ class Stratus:
     weather: WeatherQueries
     governance: Governance
     tables: TableService
+    catalog: CatalogCommands
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Stratus:
@@ -53,6 +61,7 @@ class Stratus:
         protector = ColumnProtector(
             governance.metastore, key_manager(settings, governance), MaskPolicy.from_env()
         )
+        tables = TableService(governance.metastore, lakehouse, engine, protector)
         return cls(
             settings=settings,
             storage=storage,
@@ -61,22 +70,42 @@ class Stratus:
             ingest=IngestService(lakehouse, engine),
             weather=WeatherQueries(lakehouse, engine),
             governance=governance,
-            tables=TableService(governance.metastore, lakehouse, engine, protector),
+            tables=tables,
+            catalog=CatalogCommands(governance.metastore, governance.authorizer, lakehouse, tables),
         )
 
-    # Later capabilities are created on first use, each by its own package's factory, so this
-    # object wires services without knowing their insides.
+    # Later capabilities are created on first use (they start threads or import heavy
+    # packages), each from its collaborators.
     @cached_property
-    def lineage(self) -> Any:
+    def lineage(self) -> LineageService:
         from stratus.lineage.service import LineageService
 
-        return LineageService.from_stratus(self)
+        gov = self.governance
+        return LineageService.create(
+            self.settings,
+            gov.metastore,
+            self.lakehouse,
+            self.engine,
+            self.tables.protector,
+            gov.authorizer,
+        )
 
     @cached_property
-    def sql(self) -> Any:
+    def sql(self) -> SqlService:
         from stratus.sql.service import SqlService
 
-        return SqlService.from_stratus(self)
+        gov = self.governance
+        return SqlService(
+            self.settings,
+            self.storage,
+            self.lakehouse,
+            self.engine,
+            self.tables,
+            gov.metastore,
+            gov.authorizer,
+            self.catalog,
+            self.lineage,
+        )
 
     @cached_property
     def sharing(self) -> Sharing:
@@ -95,18 +124,37 @@ class Stratus:
         )
 
     @cached_property
-    def jobs(self) -> Any:
+    def jobs(self) -> JobService:
+        from stratus.jobs.engines import engine_for
         from stratus.jobs.service import JobService
+        from stratus.jobs.store import JobStore
 
-        return JobService.from_stratus(self)
+        gov = self.governance
+        service = JobService(
+            JobStore(gov.metastore),
+            engine_for(self.settings, self.storage, self.engine, self.weather),
+            self.settings.job_workers,
+            metastore=gov.metastore,
+            authorizer=gov.authorizer,
+            catalog=self.catalog,
+            lakehouse=self.lakehouse,
+            weather=self.weather,
+            audit=gov.audit,
+            lineage=lambda: self.lineage,
+        )
+        service.ensure_default_schema()
+        return service
 
     def bootstrap(self) -> None:
-        """Register the built-in securables (idempotent; cheap when already done)."""
-        self.governance.ensure_builtin(self.lakehouse)
+        """Register the built-in securables (idempotent; cheap when already done), under the
+        start-up lock: concurrent first starts (workers, replicas) do not race for them."""
+        with self.governance.metastore.startup_lock():
+            self.governance.ensure_builtin(self.lakehouse)
 
     def close(self) -> None:
-        for name in ("jobs", "sql", "sharing", "lineage"):  # created ones, users before producers
-            service = self.__dict__.get(name)
-            if service is not None and hasattr(service, "close"):
-                service.close()
+        # created ones, users before producers (a test may put a sink without close there)
+        for name in ("jobs", "sql", "sharing", "lineage"):
+            close = getattr(self.__dict__.get(name), "close", None)
+            if close is not None:
+                close()
         self.governance.close()

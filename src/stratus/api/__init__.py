@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, g
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from stratus import ui
@@ -41,7 +42,8 @@ def create_app(
 ) -> Flask:
     """The WSGI app. ``auth_enabled=False`` exists only for benchmarks measuring its cost."""
     app = Flask(__name__)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    if isinstance(app.json, DefaultJSONProvider):
+        app.json.sort_keys = False
     stratus = stratus or Stratus.from_settings(settings)
     stratus.bootstrap()
     app.extensions[EXTENSION] = stratus

@@ -22,8 +22,8 @@ from stratus.api.encoding import json_response, rows
 from stratus.api.params import QueryModel, parse_query
 from stratus.api.problems import invalid_parameter
 from stratus.api.state import platform
-from stratus.catalog.errors import PermissionDenied
 from stratus.engine import TableScan
+from stratus.security.actions import Resource
 from stratus.security.audit import AUDIT
 
 bp = Blueprint("audit", __name__, url_prefix="/api/v1")
@@ -149,9 +149,7 @@ class AuditParams(QueryModel):
 
 
 def _require_admin() -> None:
-    who = current_identity()
-    if not who.is_admin:
-        raise PermissionDenied(f"{who.name} lacks metastore admin: {REQUIREMENT}")
+    platform().governance.authorizer.require(current_identity(), "audit.read", Resource("audit"))
 
 
 def _partitions(low: dt.datetime | None, high: dt.datetime | None) -> list[dt.date]:

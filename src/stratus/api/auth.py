@@ -45,7 +45,7 @@ def _automatic_options() -> bool:
 
 
 def current_identity() -> Identity:
-    return g.identity  # type: ignore[no-any-return]
+    return g.identity
 
 
 def audit(

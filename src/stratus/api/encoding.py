@@ -51,12 +51,12 @@ def _values(col: pa.ChunkedArray) -> list[Any]:
     t = col.type
     if pa.types.is_date(t) or pa.types.is_timestamp(t):
         if not _in_python_range(col):
-            return pc.cast(col, pa.string()).to_pylist()  # type: ignore[no-any-return]
+            return pc.cast(col, pa.string()).to_pylist()
         if col.null_count == 0 and (
             pa.types.is_date32(t) or (t.tz is None and getattr(t, "unit", None) == "us")
         ):
-            return col.to_numpy().tolist()  # type: ignore[no-any-return]
-    return col.to_pylist()  # type: ignore[no-any-return]
+            return col.to_numpy().tolist()
+    return col.to_pylist()
 
 
 def rows(table: pa.Table) -> list[dict[str, Any]]:

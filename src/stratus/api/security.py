@@ -297,6 +297,7 @@ def _install_log_redaction(settings: Settings) -> None:
                 record.exc_text = redact("".join(lines).rstrip("\n"))
         return record
 
+    # a marker on the factory function: installing twice is detected by it
     make_record.stratus_redacting = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(make_record)
 

@@ -10,4 +10,4 @@ EXTENSION = "stratus"
 
 
 def platform() -> Stratus:
-    return current_app.extensions[EXTENSION]  # type: ignore[no-any-return]
+    return current_app.extensions[EXTENSION]

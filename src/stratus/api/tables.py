@@ -26,6 +26,7 @@ from stratus.api.params import (
 from stratus.api.problems import invalid_parameter
 from stratus.api.state import platform
 from stratus.catalog.errors import InvalidArgument
+from stratus.security.actions import Resource
 from stratus.tables.service import qualify
 
 bp = Blueprint("tables", __name__, url_prefix="/api/v1/tables")
@@ -65,10 +66,9 @@ def rows(full_name: str) -> Response:
     pii = stratus.tables.protector.pii_columns(full_name)
     params = {k: ("[PII]" if k in pii else v) for k, v in request.args.items()}
     audit("readTableRows", "table", full_name, params)
-    authz = stratus.governance.authorizer
-    authz.require_table(who, full_name, "SELECT")
-    privileges = authz.privileges(who, "table", full_name)
-    unmask = bool({"UNMASK", "OWNER"} & privileges)
+    authz, table = stratus.governance.authorizer, Resource("table", full_name)
+    authz.require(who, "table.read", table)
+    unmask = authz.allowed(who, "table.unmask", table)
 
     p = parse_query(RowsParams)
     settings = stratus.settings

@@ -1,8 +1,9 @@
 """The Unity Catalog OSS REST API at ``/api/2.1/unity-catalog``, plus Stratus's extensions.
 
-Thin HTTP over :class:`~stratus.catalog.metastore.MetastoreService` (the data) and
-:class:`~stratus.security.authz.Authorizer` (every decision); :mod:`stratus.catalog.wire` turns
-ORM objects into the spec's JSON models, so the official ``unitycatalog-client`` works unchanged.
+Thin HTTP over :class:`~stratus.catalog.commands.CatalogCommands` (every catalog change and
+listing, authorized there with the named actions of :mod:`stratus.security.actions`): handlers
+parse, call a command and render; :mod:`stratus.catalog.wire` turns ORM objects into the spec's
+JSON models, so the official ``unitycatalog-client`` works unchanged.
 
 UC OSS endpoints (request and response bodies exactly as in the UC OSS ``all.yaml``):
 
@@ -43,7 +44,7 @@ built-in schemas and tables) cannot be renamed or deleted, and nothing is create
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from flask import Blueprint, Response, request
@@ -63,17 +64,11 @@ from stratus.api.encoding import json_response
 from stratus.api.params import Name, QueryModel, json_body, parse_body, parse_query
 from stratus.api.problems import UC_PREFIX, Problem, invalid
 from stratus.api.state import platform
-from stratus.catalog import registry, wire
-from stratus.catalog.errors import InvalidArgument, NotFound, PermissionDenied
-from stratus.catalog.metastore import (
-    PRIVILEGES,
-    MetastoreService,
-    Page,
-    check_name,
-    split_name,
-)
-from stratus.security.authz import Authorizer, Identity
-from stratus.tables.protect import PII_TAG
+from stratus.catalog import wire
+from stratus.catalog.commands import MAX_TAG_VALUE as MAX_TAG_VALUE  # for the OpenAPI document
+from stratus.catalog.commands import CatalogCommands
+from stratus.catalog.metastore import PRIVILEGES, check_name, split_name
+from stratus.security.authz import Identity
 
 PREFIX = UC_PREFIX
 SERVICE = "unityCatalog"
@@ -83,23 +78,6 @@ INT32_MAX = 2**31 - 1
 SECURABLES = ("metastore", "catalog", "schema", "table", "volume")
 TAGGABLE = ("catalog", "schema", "table", "volume")
 _PARTS = {"catalog": 1, "schema": 2, "table": 3, "volume": 3}
-# which privileges make sense where (all are inherited downwards from where they are granted)
-APPLICABLE: dict[str, frozenset[str]] = {
-    "metastore": frozenset(PRIVILEGES),
-    "catalog": frozenset(PRIVILEGES) - {"CREATE CATALOG"},
-    "schema": frozenset(PRIVILEGES) - {"CREATE CATALOG", "USE CATALOG", "CREATE SCHEMA"},
-    "table": frozenset({"SELECT", "MODIFY", "APPLY TAG", "UNMASK", "MANAGE", "ALL PRIVILEGES"}),
-    "volume": frozenset({"READ VOLUME", "WRITE VOLUME", "APPLY TAG", "MANAGE", "ALL PRIVILEGES"}),
-}
-BUILTIN = frozenset(
-    {
-        ("catalog", "main"),
-        ("catalog", "system"),
-        ("schema", "main.weather"),
-        *(("table", t.full_name) for t in registry.builtin_tables()),
-    }
-)
-MAX_TAG_VALUE = 1000
 
 uc = Blueprint("uc", __name__, url_prefix=PREFIX)
 native = Blueprint("uc_native", __name__, url_prefix="/api/v1")
@@ -241,12 +219,8 @@ def _me() -> Identity:
     return current_identity()
 
 
-def _authz() -> Authorizer:
-    return platform().governance.authorizer
-
-
-def _ms() -> MetastoreService:
-    return platform().governance.metastore
+def _commands() -> CatalogCommands:
+    return platform().catalog
 
 
 def _invalid(parameter: str, message: str, *more: tuple[str, str]) -> Problem:
@@ -266,8 +240,8 @@ _parse = parse_body
 
 
 def _full(data: dict[str, Any], *keys: str) -> str | None:
-    parts = [data.get(k) for k in keys]
-    return ".".join(parts) if all(isinstance(p, str) for p in parts) else None  # type: ignore[arg-type]
+    parts = [v for k in keys if isinstance(v := data.get(k), str)]
+    return ".".join(parts) if len(parts) == len(keys) else None
 
 
 def _only(*allowed: str) -> None:
@@ -288,7 +262,9 @@ def _arg(name: str, required: bool = False) -> str | None:
 
 
 def _name_arg(name: str) -> str:
-    return check_name(_arg(name, required=True), name)  # type: ignore[arg-type]
+    value = _arg(name, required=True)
+    assert value is not None  # required: _arg raised otherwise
+    return check_name(value, name)
 
 
 def _bool_arg(name: str) -> bool:
@@ -315,26 +291,6 @@ def _page_size() -> int:
     return min(n, MAX_PAGE) if n else DEFAULT_PAGE
 
 
-def _visible_page(
-    fetch: Callable[[int, str | None], Page], visible: Callable[[Any], bool]
-) -> tuple[list[Any], str | None]:
-    """One page of only the visible items; the metastore is read in batches until the page is
-    full, so pages stay full and the token resumes right after the last item returned."""
-    limit = _page_size()
-    cursor = _arg("page_token")
-    out: list[Any] = []
-    while True:
-        page = fetch(limit + 1, cursor)
-        for item in page.items:
-            if visible(item):
-                out.append(item)
-                if len(out) > limit:
-                    return out[:limit], out[limit - 1].name
-        if page.next_page_token is None:
-            return out, None
-        cursor = page.next_page_token
-
-
 def _listing(key: str, items: list[dict[str, Any]], next_token: str | None) -> Response:
     payload: dict[str, Any] = {key: items}
     if next_token is not None:
@@ -354,68 +310,6 @@ def _key(securable_type: str, full_name: str, allowed: Iterable[str] = SECURABLE
     return ".".join(split_name(full_name, _PARTS[securable_type], "full_name"))
 
 
-# ---- authorization -------------------------------------------------------------------------
-def _see(kind: str, full_name: str) -> None:
-    """404 unless the caller may see the securable (admins see everything)."""
-    if not _authz().can_see(_me(), kind, full_name):
-        raise NotFound(f"{kind} {full_name} does not exist")
-
-
-def _use(kind: str, full_name: str) -> None:
-    """Visible, and USE CATALOG / USE SCHEMA on its containers."""
-    _see(kind, full_name)
-    _authz().require_use(_me(), kind, full_name)
-
-
-def _manage(kind: str, full_name: str) -> None:
-    """Changing or deleting: ownership (here or above) or MANAGE."""
-    _use(kind, full_name)
-    _authz().require(_me(), kind, full_name, ["OWNER", "MANAGE"])
-
-
-def _create_in(catalog: str, schema: str | None, privilege: str) -> None:
-    """Creating in a catalog (schema None) or a schema: USE on the containers, then
-    ``privilege`` on the immediate parent."""
-    authz, me = _authz(), _me()
-    authz.require(me, "catalog", catalog, "USE CATALOG")
-    if schema is None:
-        authz.require(me, "catalog", catalog, privilege)
-    else:
-        authz.require(me, "schema", f"{catalog}.{schema}", "USE SCHEMA")
-        authz.require(me, "schema", f"{catalog}.{schema}", privilege)
-    if catalog == "system":
-        raise PermissionDenied("catalog system is read-only: nothing can be created in it")
-
-
-def _builtin(kind: str, full_name: str, doing: str) -> None:
-    if full_name.split(".")[0] == "system" or (kind, full_name) in BUILTIN:
-        raise PermissionDenied(f"{kind} {full_name} is built in and cannot be {doing}")
-
-
-def _changed() -> None:
-    """Grants, owners or names changed: decide the next request on fresh state."""
-    _authz().refresh()
-
-
-def _updates(body: UpdateBody | UpdateVolumeBody, kind: str, full_name: str) -> dict[str, Any]:
-    changes = {k: v for k, v in body.model_dump().items() if v is not None}
-    leaf = full_name.rsplit(".", 1)[-1]
-    if changes.get("new_name") is not None:
-        check_name(changes["new_name"], "new_name")
-        if changes["new_name"] == leaf:
-            del changes["new_name"]
-        else:
-            _builtin(kind, full_name, "renamed")
-    if "owner" in changes:
-        try:
-            _ms().get_principal(changes["owner"])
-        except NotFound:
-            raise InvalidArgument(
-                f"owner: principal {changes['owner']!r} does not exist", parameter="owner"
-            ) from None
-    return changes
-
-
 # ---- catalogs ------------------------------------------------------------------------------
 @uc.post("/catalogs")
 def create_catalog() -> Response:
@@ -424,16 +318,13 @@ def create_catalog() -> Response:
     _audit("createCatalog", "catalog", _full(data, "name"), data)
     _only()
     body = _parse(CreateCatalogBody, data)
-    check_name(body.name, "name")
-    _authz().require(_me(), "metastore", "", "CREATE CATALOG")
-    c = _ms().create_catalog(
+    c = _commands().create_catalog(
+        _me(),
         body.name,
-        _me().name,
         comment=body.comment,
         properties=body.properties,
         storage_root=body.storage_root,
     )
-    _changed()
     return json_response(wire.catalog_info(c))
 
 
@@ -441,11 +332,7 @@ def create_catalog() -> Response:
 def list_catalogs() -> Response:
     _audit("listCatalogs", "metastore", None)
     _only("max_results", "page_token")
-    authz, me = _authz(), _me()
-    items, nxt = _visible_page(
-        lambda n, tok: _ms().list_catalogs(n, tok),
-        lambda c: authz.can_see(me, "catalog", c.name),
-    )
+    items, nxt = _commands().list_visible(_me(), "catalog", "", _page_size(), _arg("page_token"))
     return _listing("catalogs", [wire.catalog_info(c) for c in items], nxt)
 
 
@@ -454,8 +341,7 @@ def get_catalog(name: str) -> Response:
     _audit("getCatalog", "catalog", name)
     _only()
     check_name(name, "name")
-    _see("catalog", name)
-    return json_response(wire.catalog_info(_ms().get_catalog(name)))
+    return json_response(wire.catalog_info(_commands().get(_me(), "catalog", name)))
 
 
 @uc.patch("/catalogs/<name>")
@@ -466,9 +352,7 @@ def update_catalog(name: str) -> Response:
     _only()
     body = _parse(UpdateBody, data)
     check_name(name, "name")
-    _manage("catalog", name)
-    c = _ms().update_catalog(name, _me().name, **_updates(body, "catalog", name))
-    _changed()
+    c = _commands().update(_me(), "catalog", name, body.model_dump())
     return json_response(wire.catalog_info(c))
 
 
@@ -478,10 +362,7 @@ def delete_catalog(name: str) -> Response:
     _only("force")
     force = _bool_arg("force")
     check_name(name, "name")
-    _manage("catalog", name)
-    _builtin("catalog", name, "deleted")
-    _ms().delete_catalog(name, force=force)
-    _changed()
+    _commands().drop(_me(), "catalog", name, force=force)
     return json_response({})
 
 
@@ -497,15 +378,9 @@ def create_schema() -> Response:
     check_name(body.name, "name")
     if body.storage_root is not None:
         raise _invalid("storage_root", "not supported: schemas store under their catalog")
-    _create_in(body.catalog_name, None, "CREATE SCHEMA")
-    s = _ms().create_schema(
-        body.catalog_name,
-        body.name,
-        _me().name,
-        comment=body.comment,
-        properties=body.properties,
+    s = _commands().create_schema(
+        _me(), body.catalog_name, body.name, comment=body.comment, properties=body.properties
     )
-    _changed()
     return json_response(wire.schema_info(s))
 
 
@@ -514,11 +389,8 @@ def list_schemas() -> Response:
     _audit("listSchemas", "catalog", request.args.get("catalog_name"))
     _only("catalog_name", "max_results", "page_token")
     catalog = _name_arg("catalog_name")
-    authz, me = _authz(), _me()
-    authz.require(me, "catalog", catalog, "USE CATALOG")
-    items, nxt = _visible_page(
-        lambda n, tok: _ms().list_schemas(catalog, n, tok),
-        lambda s: authz.can_see(me, "schema", f"{catalog}.{s.name}"),
+    items, nxt = _commands().list_visible(
+        _me(), "schema", catalog, _page_size(), _arg("page_token")
     )
     return _listing("schemas", [wire.schema_info(s) for s in items], nxt)
 
@@ -528,8 +400,7 @@ def get_schema(full_name: str) -> Response:
     _audit("getSchema", "schema", full_name)
     _only()
     name = _key("schema", full_name)
-    _use("schema", name)
-    return json_response(wire.schema_info(_ms().get_schema(name)))
+    return json_response(wire.schema_info(_commands().get(_me(), "schema", name)))
 
 
 @uc.patch("/schemas/<full_name>")
@@ -540,9 +411,7 @@ def update_schema(full_name: str) -> Response:
     _only()
     body = _parse(UpdateBody, data)
     name = _key("schema", full_name)
-    _manage("schema", name)
-    s = _ms().update_schema(name, _me().name, **_updates(body, "schema", name))
-    _changed()
+    s = _commands().update(_me(), "schema", name, body.model_dump())
     return json_response(wire.schema_info(s))
 
 
@@ -552,10 +421,7 @@ def delete_schema(full_name: str) -> Response:
     _only("force")
     force = _bool_arg("force")
     name = _key("schema", full_name)
-    _manage("schema", name)
-    _builtin("schema", name, "deleted")
-    _ms().delete_schema(name, force=force)
-    _changed()
+    _commands().drop(_me(), "schema", name, force=force)
     return json_response({})
 
 
@@ -581,23 +447,18 @@ def create_table() -> Response:
     if body.table_type == "EXTERNAL" and body.storage_location is None:
         raise _invalid("storage_location", "required for EXTERNAL tables")
     columns = wire.columns_from_wire([c.model_dump() for c in body.columns])
-    _create_in(body.catalog_name, body.schema_name, "CREATE TABLE")
-    location = body.storage_location or platform().lakehouse.storage.table_url(
-        f"{body.catalog_name}/{body.schema_name}/{body.name}"
-    )
-    t = _ms().create_table(
+    t = _commands().create_table(
+        _me(),
         body.catalog_name,
         body.schema_name,
         body.name,
-        _me().name,
         columns=columns,
         table_type=body.table_type,
         data_source_format=body.data_source_format,
-        storage_location=location,
+        storage_location=body.storage_location,
         comment=body.comment,
         properties=body.properties,
     )
-    _changed()
     return json_response(wire.table_info(t))
 
 
@@ -607,12 +468,8 @@ def list_tables() -> Response:
     _audit("listTables", "schema", f"{catalog}.{schema}" if catalog and schema else None)
     _only("catalog_name", "schema_name", "max_results", "page_token")
     catalog, schema = _name_arg("catalog_name"), _name_arg("schema_name")
-    authz, me = _authz(), _me()
-    authz.require(me, "catalog", catalog, "USE CATALOG")
-    authz.require(me, "schema", f"{catalog}.{schema}", "USE SCHEMA")
-    items, nxt = _visible_page(
-        lambda n, tok: _ms().list_tables(catalog, schema, n, tok),
-        lambda t: authz.can_see(me, "table", f"{catalog}.{schema}.{t.name}"),
+    items, nxt = _commands().list_visible(
+        _me(), "table", f"{catalog}.{schema}", _page_size(), _arg("page_token")
     )
     return _listing("tables", [wire.table_info(t) for t in items], nxt)
 
@@ -625,8 +482,7 @@ def get_table(full_name: str) -> Response:
     _bool_arg("read_streaming_table_as_managed")
     _bool_arg("read_materialized_view_as_managed")
     name = _key("table", full_name)
-    _use("table", name)
-    return json_response(wire.table_info(_ms().get_table(name)))
+    return json_response(wire.table_info(_commands().get(_me(), "table", name)))
 
 
 @uc.delete("/tables/<full_name>")
@@ -634,10 +490,7 @@ def delete_table(full_name: str) -> Response:
     _audit("deleteTable", "table", full_name)
     _only()
     name = _key("table", full_name)
-    _manage("table", name)
-    _builtin("table", name, "deleted")
-    _ms().delete_table(name)
-    _changed()
+    _commands().drop(_me(), "table", name)  # a MANAGED table's data goes with it
     return json_response({})
 
 
@@ -655,21 +508,15 @@ def create_volume() -> Response:
         raise _invalid("volume_type", "must be MANAGED or EXTERNAL")
     if body.volume_type == "EXTERNAL" and body.storage_location is None:
         raise _invalid("storage_location", "required for EXTERNAL volumes")
-    _create_in(body.catalog_name, body.schema_name, "CREATE VOLUME")
-    # "." cannot occur in a name, so managed volumes never collide with a table's folder
-    location = body.storage_location or platform().lakehouse.storage.table_url(
-        f".volumes/{body.catalog_name}/{body.schema_name}/{body.name}"
-    )
-    v = _ms().create_volume(
+    v = _commands().create_volume(
+        _me(),
         body.catalog_name,
         body.schema_name,
         body.name,
-        _me().name,
         volume_type=body.volume_type,
-        storage_location=location,
+        storage_location=body.storage_location,
         comment=body.comment,
     )
-    _changed()
     return json_response(wire.volume_info(v))
 
 
@@ -679,12 +526,8 @@ def list_volumes() -> Response:
     _audit("listVolumes", "schema", f"{catalog}.{schema}" if catalog and schema else None)
     _only("catalog_name", "schema_name", "max_results", "page_token")
     catalog, schema = _name_arg("catalog_name"), _name_arg("schema_name")
-    authz, me = _authz(), _me()
-    authz.require(me, "catalog", catalog, "USE CATALOG")
-    authz.require(me, "schema", f"{catalog}.{schema}", "USE SCHEMA")
-    items, nxt = _visible_page(
-        lambda n, tok: _ms().list_volumes(catalog, schema, n, tok),
-        lambda v: authz.can_see(me, "volume", f"{catalog}.{schema}.{v.name}"),
+    items, nxt = _commands().list_visible(
+        _me(), "volume", f"{catalog}.{schema}", _page_size(), _arg("page_token")
     )
     return _listing("volumes", [wire.volume_info(v) for v in items], nxt)
 
@@ -694,8 +537,7 @@ def get_volume(name: str) -> Response:
     _audit("getVolume", "volume", name)
     _only()
     full = _key("volume", name)
-    _use("volume", full)
-    return json_response(wire.volume_info(_ms().get_volume(full)))
+    return json_response(wire.volume_info(_commands().get(_me(), "volume", full)))
 
 
 @uc.patch("/volumes/<name>")
@@ -706,9 +548,7 @@ def update_volume(name: str) -> Response:
     _only()
     body = _parse(UpdateVolumeBody, data)
     full = _key("volume", name)
-    _manage("volume", full)
-    v = _ms().update_volume(full, _me().name, **_updates(body, "volume", full))
-    _changed()
+    v = _commands().update(_me(), "volume", full, body.model_dump())
     return json_response(wire.volume_info(v))
 
 
@@ -717,27 +557,17 @@ def delete_volume(name: str) -> Response:
     _audit("deleteVolume", "volume", name)
     _only()
     full = _key("volume", name)
-    _manage("volume", full)
-    _builtin("volume", full, "deleted")
-    _ms().delete_volume(full)
-    _changed()
+    _commands().drop(_me(), "volume", full)
     return json_response({})
 
 
 # ---- permissions ---------------------------------------------------------------------------
-def _grants_of(kind: str, full_name: str) -> tuple[Any, dict[str, set[str]]]:
-    obj = _ms().securable(kind, full_name)
-    return obj, _ms().grants(kind, obj.id)
-
-
 @uc.get("/permissions/<securable_type>/<path:full_name>")
 def get_permissions(securable_type: str, full_name: str) -> Response:
     _audit("getPermissions", securable_type, full_name)
     _only("principal")
     name = _key(securable_type, full_name)
-    if securable_type != "metastore":
-        _see(securable_type, name)
-    _, grants = _grants_of(securable_type, name)
+    _, grants = _commands().permissions(_me(), securable_type, name)
     return json_response(wire.permissions_list(grants, _arg("principal")))
 
 
@@ -749,22 +579,9 @@ def update_permissions(securable_type: str, full_name: str) -> Response:
     _only()
     body = _parse(UpdatePermissionsBody, data)
     name = _key(securable_type, full_name)
-    for i, ch in enumerate(body.changes):
-        for op in ("add", "remove"):
-            for priv in getattr(ch, op):
-                if priv not in PRIVILEGES:
-                    raise _invalid(f"changes[{i}].{op}", f"unknown privilege {priv!r}")
-                if op == "add" and priv not in APPLICABLE[securable_type]:
-                    raise _invalid(
-                        f"changes[{i}].add", f"{priv} cannot be granted on a {securable_type}"
-                    )
-    if securable_type != "metastore":
-        _see(securable_type, name)
-    _authz().require(_me(), securable_type, name, ["OWNER", "MANAGE"])
-    obj, _ = _grants_of(securable_type, name)
-    _ms().update_grants(securable_type, obj.id, [ch.model_dump() for ch in body.changes])
-    _changed()
-    return json_response(wire.permissions_list(_ms().grants(securable_type, obj.id)))
+    changes = [ch.model_dump() for ch in body.changes]
+    grants = _commands().update_permissions(_me(), securable_type, name, changes)
+    return json_response(wire.permissions_list(grants))
 
 
 @native.get("/permissions/<securable_type>/<path:full_name>")
@@ -772,10 +589,8 @@ def full_permissions(securable_type: str, full_name: str) -> Response:
     audit("getFullPermissions", securable_type, full_name, service="stratus")
     q = parse_query(PrincipalQuery)
     name = _key(securable_type, full_name)
-    if securable_type != "metastore":
-        _see(securable_type, name)
-    obj, grants = _grants_of(securable_type, name)
-    held = _authz().privileges(_me(), securable_type, name) - {"OWNER"}
+    obj, grants = _commands().permissions(_me(), securable_type, name)
+    held = platform().governance.authorizer.privileges(_me(), securable_type, name) - {"OWNER"}
     return json_response(
         {
             "securable_type": securable_type,
@@ -794,41 +609,20 @@ def full_permissions(securable_type: str, full_name: str) -> Response:
 def metastore_summary() -> Response:
     _audit("getMetastoreSummary", "metastore", None)
     _only()
-    return json_response(wire.metastore_summary(_ms().metastore()))
+    return json_response(wire.metastore_summary(platform().governance.metastore.metastore()))
 
 
 # ---- tags (Stratus) ------------------------------------------------------------------------
-def _tag_target(securable_type: str, full_name: str) -> str:
-    name = _key(securable_type, full_name, TAGGABLE)
-    _use(securable_type, name)
-    return name
-
-
-def _may_tag(securable_type: str, name: str, column: str | None) -> Any:
-    _authz().require(_me(), securable_type, name, ["APPLY TAG", "OWNER"])
-    obj = _ms().securable(securable_type, name)
-    if column is not None:
-        if securable_type != "table":
-            raise _invalid("column", "columns exist only on tables")
-        if column not in {c.get("name") for c in obj.columns or []}:
-            raise _invalid("column", f"table {name} has no column {column!r}")
-    return obj
-
-
-def _tags_response(securable_type: str, securable_id: str, column: str | None) -> Response:
-    tags = _ms().tags(securable_type, securable_id)
-    if column is not None:
-        tags = [t for t in tags if t.column_name == column]
-    return json_response(wire.tag_list(tags))
+def _tags_response(securable_type: str, name: str, column: str | None = None) -> Response:
+    return json_response(wire.tag_list(_commands().tags(_me(), securable_type, name, column)))
 
 
 @uc.get("/tags/<securable_type>/<path:full_name>")
 def get_tags(securable_type: str, full_name: str) -> Response:
     _audit("getTags", securable_type, full_name)
     q = parse_query(TagQuery)
-    name = _tag_target(securable_type, full_name)
-    obj = _ms().securable(securable_type, name)
-    return _tags_response(securable_type, obj.id, q.column or None)
+    name = _key(securable_type, full_name, TAGGABLE)
+    return _tags_response(securable_type, name, q.column or None)
 
 
 @uc.put("/tags/<securable_type>/<path:full_name>")
@@ -838,22 +632,9 @@ def set_tags(securable_type: str, full_name: str) -> Response:
     _audit("setTags", securable_type, full_name, data)
     _only()
     body = parse_body(SetTagsBody, data)
-    name = _tag_target(securable_type, full_name)
-    obj = _may_tag(securable_type, name, body.column)
-    tags = dict(body.tags)
-    pii_kind = tags.pop(PII_TAG, None) if body.column else None
-    if body.column and PII_TAG in body.tags:
-        # a PII tag on a column encrypts it: the table is rewritten as a new version
-        _pii_change(name, body.column, pii_kind or PII_TAG)
-    if tags:
-        _ms().set_tags(securable_type, obj.id, tags, body.column)
-    return _tags_response(securable_type, obj.id, None)
-
-
-def _pii_change(table: str, column: str, kind: str | None) -> None:
-    if ("table", table) in BUILTIN:
-        raise _invalid("column", f"{table} is a built-in table: its columns cannot be PII")
-    platform().tables.set_pii(table, column, kind)
+    name = _key(securable_type, full_name, TAGGABLE)
+    _commands().set_tags(_me(), securable_type, name, body.tags, body.column)
+    return _tags_response(securable_type, name)
 
 
 @uc.delete("/tags/<securable_type>/<path:full_name>")
@@ -863,20 +644,9 @@ def unset_tags(securable_type: str, full_name: str) -> Response:
     keys = [k.strip() for k in q.keys.split(",") if k.strip()]
     if not keys:
         raise _invalid("keys", "name at least one tag key")
-    column = q.column or None
-    name = _tag_target(securable_type, full_name)
-    obj = _may_tag(securable_type, name, column)
-    if column and PII_TAG in keys:
-        if not _me().is_admin:
-            raise PermissionDenied(
-                f"{_me().name} cannot remove the pii tag: it decrypts the column "
-                "(metastore admins only)"
-            )
-        _pii_change(name, column, None)
-        keys = [k for k in keys if k != PII_TAG]
-    if keys:
-        _ms().unset_tags(securable_type, obj.id, keys, column)
-    return _tags_response(securable_type, obj.id, None)
+    name = _key(securable_type, full_name, TAGGABLE)
+    _commands().unset_tags(_me(), securable_type, name, keys, q.column or None)
+    return _tags_response(securable_type, name)
 
 
 @uc.get("/information_schema/column_tags")
@@ -885,14 +655,7 @@ def column_tags() -> Response:
     q = parse_query(ColumnTagsQuery)
     wanted = {"catalog_name": q.catalog_name, "schema_name": q.schema_name}
     wanted["table_name"] = q.table_name
-    authz, me = _authz(), _me()
-    rows = [
-        r
-        for r in _ms().column_tags()
-        if all(v is None or r[k] == v for k, v in wanted.items())
-        and authz.can_see(me, "table", f"{r['catalog_name']}.{r['schema_name']}.{r['table_name']}")
-    ]
-    return json_response({"column_tags": rows})
+    return json_response({"column_tags": _commands().column_tags(_me(), **wanted)})
 
 
 bp.register_blueprint(uc)

@@ -11,6 +11,7 @@ from stratus.api.problems import Problem, invalid_parameter
 from stratus.api.state import platform
 from stratus.catalog import registry
 from stratus.lakehouse.operations import AsOf
+from stratus.security.actions import Resource
 from stratus.weather.queries import BadCursorError, UnknownCityError
 from stratus.weather.schema import HOURLY_FIELDS
 
@@ -32,7 +33,9 @@ def _unknown_city(exc: UnknownCityError) -> Problem:
 def _authorize(action: str, *tables: str) -> None:
     audit(action, "table", tables[0])
     for table in tables:
-        platform().governance.authorizer.require_table(current_identity(), table, "SELECT")
+        platform().governance.authorizer.require(
+            current_identity(), "table.read", Resource("table", table)
+        )
 
 
 def _as_of(p: WeatherParams | SummaryParams) -> AsOf | None:

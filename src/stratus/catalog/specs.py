@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
 from stratus.catalog import models as m
 from stratus.catalog import registry
 from stratus.catalog.metastore import MetastoreService
 from stratus.catalog.registry import TableSpec
-from stratus.catalog.types import arrow_schema
+from stratus.catalog.types import arrow_schema, column_info
 
 KEY_PROPERTY = "stratus.key"  # comma-separated key columns, for upserts and stable paging
 
@@ -38,3 +43,36 @@ def resolve_spec(metastore: MetastoreService, full_name: str) -> TableSpec:
 
 def _missing(full_name: str) -> TableSpec:
     raise registry.UnknownTableError(full_name)
+
+
+def columns_of(
+    schema: pa.Schema, partition_by: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """Unity Catalog ColumnInfo dicts for an Arrow schema."""
+    parts = list(partition_by or [])
+    return [
+        column_info(f, i, parts.index(f.name) if f.name in parts else None)
+        for i, f in enumerate(schema)
+    ]
+
+
+def register_spec(
+    metastore: MetastoreService,
+    spec: TableSpec,
+    owner: str,
+    location: str,
+    properties: dict[str, str] | None = None,
+) -> m.Table:
+    """Register a table Stratus itself writes (a built-in table, a job's output) from its spec:
+    the one place its catalog entry is derived from the spec (the caller authorized it)."""
+    catalog, schema, name = spec.full_name.split(".")
+    return metastore.create_table(
+        catalog,
+        schema,
+        name,
+        owner,
+        columns=columns_of(spec.schema, spec.partition_by),
+        storage_location=location,
+        comment=spec.comment,
+        properties=properties,
+    )

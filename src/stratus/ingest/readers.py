@@ -12,12 +12,16 @@ import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 Progress = Callable[[int], None]
 NULL_STRINGS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"]
@@ -102,7 +106,7 @@ class _CountingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
+    def readinto(self, buffer: WriteableBuffer) -> int:
         n = self._fh.readinto(buffer)
         if n and self._on_progress:
             self._on_progress(n)
@@ -251,7 +255,8 @@ def read_open_meteo(
             return _text(v)
         return repr(round((v - 32) / 1.8, 2)) if "F" in temp_unit else repr(v)
 
-    dates, hours = [], []
+    dates: list[str] = []
+    hours: list[str | None] = []
     for t in times:
         text = str(t)
         if len(text) >= 16 and text[10] == "T":

@@ -10,7 +10,7 @@ import datetime as dt
 import sys
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -20,8 +20,12 @@ from stratus.config import ConfigError, Settings
 from stratus.jobs.validation import JobInputError, check_idempotency_key, parse_submission
 from stratus.lakehouse.storage import StorageError
 
+if TYPE_CHECKING:  # the commands import the platform when they run (a fast --help)
+    from stratus.context import Stratus
+    from stratus.security.authz import Identity
 
-def _open(token: str | None) -> tuple[Any, Any]:
+
+def _open(token: str | None) -> tuple[Stratus, Identity]:
     from stratus.context import Stratus
     from stratus.security.governance import LOCAL_ADMIN
 
@@ -38,7 +42,9 @@ def _open(token: str | None) -> tuple[Any, Any]:
     return stratus, who or LOCAL_ADMIN
 
 
-def _audit(stratus: Any, who: str, action: str, table: str | None, params: dict[str, Any]) -> None:
+def _audit(
+    stratus: Stratus, who: str, action: str, table: str | None, params: dict[str, Any]
+) -> None:
     from stratus.security.audit import AuditRecord
 
     stratus.governance.audit.record(
@@ -140,8 +146,8 @@ def submit(
     stratus, who = _open(token)
     try:
         submission = parse_submission(body)
-        key = check_idempotency_key(idempotency_key)
-        job, created = stratus.jobs.submit(who, submission, key)
+        idem = check_idempotency_key(idempotency_key)
+        job, created = stratus.jobs.submit(who, submission, idem)
         _audit(stratus, who.name, "submitJob", submission.output, body)
         if wait:
             stratus.jobs.start()

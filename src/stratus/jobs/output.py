@@ -26,10 +26,9 @@ from sqlalchemy.exc import IntegrityError
 from stratus.catalog.errors import AlreadyExists, NotFound
 from stratus.catalog.metastore import MetastoreService
 from stratus.catalog.registry import TableSpec
-from stratus.catalog.specs import KEY_PROPERTY, spec_from_table
+from stratus.catalog.specs import KEY_PROPERTY, register_spec, spec_from_table
 from stratus.lakehouse.storage import StorageError, storage_io
 from stratus.lakehouse.tables import COMMIT_RETRIES, ROW_GROUP_SIZE, Lakehouse, WriteConflictError
-from stratus.security.governance import columns_of
 
 log = logging.getLogger(__name__)
 JOB_TYPE_PROPERTY = "stratus.job_type"
@@ -69,7 +68,7 @@ def register(
 ) -> bool:
     """Create the schema (if missing) and the table in the catalog, owned by ``owner``; True if
     this call created the table."""
-    catalog, schema, name = spec.full_name.split(".")
+    catalog, schema, _ = spec.full_name.split(".")
     try:
         metastore.get_schema(f"{catalog}.{schema}")
     except NotFound:
@@ -80,16 +79,8 @@ def register(
     if check_compatible(metastore, spec):
         return False
     try:
-        metastore.create_table(
-            catalog,
-            schema,
-            name,
-            owner,
-            columns=columns_of(spec.schema, spec.partition_by),
-            storage_location=lakehouse.url(spec),
-            comment=spec.comment,
-            properties={KEY_PROPERTY: ",".join(spec.key), JOB_TYPE_PROPERTY: job_type},
-        )
+        properties = {KEY_PROPERTY: ",".join(spec.key), JOB_TYPE_PROPERTY: job_type}
+        register_spec(metastore, spec, owner, lakehouse.url(spec), properties)
     except (AlreadyExists, IntegrityError):  # a concurrent job registered it first
         check_compatible(metastore, spec)
         return False
@@ -164,10 +155,19 @@ def replace_slice(
 
 def _committed_version(lakehouse: Lakehouse, spec: TableSpec, metadata: dict[str, str]) -> int:
     """The version of our commit (found by its metadata among the latest ones)."""
+    key, value = next(iter(metadata.items()))
+    url, options = lakehouse.url(spec), lakehouse.storage.options
     with storage_io(f"cannot read table {spec.full_name}"):
-        table = DeltaTable(lakehouse.url(spec), storage_options=lakehouse.storage.options)
-        key, value = next(iter(metadata.items()))
-        for entry in table.history(20):
-            if entry.get(key) == value:
-                return int(entry["version"])
+        for _ in range(5):
+            table = DeltaTable(url, storage_options=options)
+            history = table.history(20)
+            # delta-rs numbers the listed commits down from the snapshot's version: a commit
+            # made meanwhile (by another writer or instance) would shift every number, so the
+            # numbers count only when no version appeared while they were listed
+            if DeltaTable(url, storage_options=options).version() != table.version():
+                continue
+            for entry in history:
+                if entry.get(key) == value:
+                    return int(entry["version"])
+            return table.version()
         return table.version()

@@ -18,6 +18,7 @@ between the commit and the state update does no harm.
 from __future__ import annotations
 
 import atexit
+import builtins
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -28,6 +29,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -38,7 +40,7 @@ from stratus.catalog.registry import TableSpec
 from stratus.catalog.types import uc_type
 from stratus.engine import TableScan
 from stratus.jobs.definitions import HOURLY_TABLE, JOB_TYPES, JobType
-from stratus.jobs.engines import JobEngine, engine_for
+from stratus.jobs.engines import JobEngine
 from stratus.jobs.models import CANCELLED, FAILED, QUEUED, RUNNING, STATES, SUCCEEDED
 from stratus.jobs.output import OutputMismatch, check_compatible, register, replace_slice
 from stratus.jobs.store import (
@@ -52,13 +54,20 @@ from stratus.jobs.store import (
 from stratus.jobs.validation import JobInputError, JobSubmission
 from stratus.lakehouse.storage import StorageError
 from stratus.lakehouse.tables import WriteConflictError
+from stratus.security.actions import Resource
 from stratus.security.audit import AuditRecord
 from stratus.security.authz import Identity
 from stratus.security.governance import ADMIN
 from stratus.weather.queries import UnknownCityError
 
 if TYPE_CHECKING:
-    from stratus.context import Stratus
+    from stratus.catalog.commands import CatalogCommands
+    from stratus.catalog.metastore import MetastoreService
+    from stratus.lakehouse.tables import Lakehouse
+    from stratus.lineage.model import LineageSink
+    from stratus.security.audit import AuditLog
+    from stratus.security.authz import Authorizer
+    from stratus.weather.queries import WeatherQueries
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +144,25 @@ def error_text(exc: BaseException) -> str:
 class JobService:
     def __init__(
         self,
-        stratus: Stratus,
         store: JobStore,
         engine: JobEngine,
         workers: int,
+        *,
+        metastore: MetastoreService,
+        authorizer: Authorizer,
+        catalog: CatalogCommands,
+        lakehouse: Lakehouse,
+        weather: WeatherQueries,
+        audit: AuditLog,
+        lineage: Callable[[], LineageSink | None] = lambda: None,
     ) -> None:
-        self.stratus = stratus
+        self.metastore = metastore
+        self.authorizer = authorizer
+        self.catalog = catalog
+        self.lakehouse = lakehouse
+        self.weather = weather
+        self.audit = audit
+        self.lineage = lineage  # created on first use: jobs that never run need none
         self.store = store
         self.engine = engine
         self.workers = workers
@@ -154,25 +176,13 @@ class JobService:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._closed = False
 
-    @classmethod
-    def from_stratus(cls, stratus: Stratus) -> JobService:
-        settings = stratus.settings
-        service = cls(
-            stratus,
-            JobStore(stratus.governance.metastore),
-            engine_for(stratus, settings.engine),
-            settings.job_workers,
-        )
-        service.ensure_default_schema()
-        return service
-
     @property
     def engine_name(self) -> str:
         return self.engine.name
 
     def ensure_default_schema(self) -> None:
         """``main.jobs`` (owned by the admin) so that it can be granted before first use."""
-        ms = self.stratus.governance.metastore
+        ms = self.metastore
         try:
             ms.get_schema(".".join(DEFAULT_SCHEMA))
         except NotFound:
@@ -183,41 +193,23 @@ class JobService:
     # ---- authorization -------------------------------------------------------------------
     def authorize(self, who: Identity, output: str) -> None:
         """SELECT on the input; MODIFY on an existing output table, else CREATE TABLE on its
-        schema (CREATE SCHEMA on the catalog when the schema does not exist either)."""
-        gov = self.stratus.governance
-        authz, ms = gov.authorizer, gov.metastore
-        authz.require_table(who, HOURLY_TABLE, "SELECT")
-        catalog, schema, _ = output.split(".")
+        schema (CREATE SCHEMA on the catalog when the schema does not exist either): the
+        catalog commands' rule, as for CLI ingest."""
+        self.authorizer.require(who, "table.read", Resource("table", HOURLY_TABLE))
         try:
-            try:
-                ms.get_table(output)
-            except NotFound:
-                pass
-            else:
-                authz.require_table(who, output, "MODIFY")
-                return
-            ms.get_catalog(catalog)  # (admins pass every check below, but not this one)
-            authz.require(who, "catalog", catalog, "USE CATALOG")
-            try:
-                ms.get_schema(f"{catalog}.{schema}")
-            except NotFound:
-                authz.require(who, "catalog", catalog, "CREATE SCHEMA")
-                return
-            authz.require(who, "schema", f"{catalog}.{schema}", "USE SCHEMA")
-            authz.require(who, "schema", f"{catalog}.{schema}", "CREATE TABLE")
+            self.catalog.authorize_write(who, output)
         except CatalogError as exc:
             exc.parameter = exc.parameter or "output"
             raise
 
     def _identity(self, principal: str) -> Identity:
-        gov = self.stratus.governance
         try:
-            p = gov.metastore.get_principal(principal)
+            p = self.metastore.get_principal(principal)
         except NotFound:
             raise PermissionDenied(f"principal {principal} no longer exists") from None
         if not p.active:
             raise PermissionDenied(f"principal {principal} is deactivated")
-        return gov.authorizer.identity(p)
+        return self.authorizer.identity(p)
 
     # ---- the API -------------------------------------------------------------------------
     def submit(
@@ -226,7 +218,7 @@ class JobService:
         """Queue a job (validated by ``parse_submission``); returns (job, created)."""
         self.authorize(who, submission.output)
         try:
-            self.stratus.weather.check_cities(list(submission.params.city_ids))
+            self.weather.check_cities(list(submission.params.city_ids))
         except UnknownCityError as exc:
             raise JobInputError(
                 "city_ids",
@@ -239,10 +231,7 @@ class JobService:
                 ],
             ) from None
         try:
-            check_compatible(
-                self.stratus.governance.metastore,
-                submission.job_type.output_spec(submission.output),
-            )
+            check_compatible(self.metastore, submission.job_type.output_spec(submission.output))
         except OutputMismatch as exc:
             raise JobInputError("output", str(exc), status=409, title="Conflict") from None
         try:
@@ -267,10 +256,11 @@ class JobService:
             self._wake.set()
         return job, created
 
-    def get(self, who: Identity, job_id: str) -> JobRecord:
+    def get(self, who: Identity, job_id: str, action: str = "job.view") -> JobRecord:
         job = self.store.get(job_id)
-        if job is None or not (who.is_admin or job.principal == who.name):
+        if job is None:
             raise NotFound(f"job {job_id} does not exist")
+        self.authorizer.require(who, action, Resource("job", job_id, owner=job.principal))
         return job
 
     def list(
@@ -294,7 +284,7 @@ class JobService:
         return jobs[:limit], token
 
     def cancel(self, who: Identity, job_id: str) -> JobRecord:
-        job = self.get(who, job_id)
+        job = self.get(who, job_id, "job.cancel")
         if job.state in (SUCCEEDED, FAILED):
             raise JobInputError(
                 "id",
@@ -341,7 +331,7 @@ class JobService:
             atexit.register(self.close)
         log.info("job workers started: %d on the %s engine", self.workers, self.engine_name)
 
-    def recover(self) -> list[tuple[str, str]]:
+    def recover(self) -> builtins.list[tuple[str, str]]:
         recovered = self.store.recover(runner_is_dead, MAX_ATTEMPTS)
         for job_id, state in recovered:
             log.warning("job %s was left running by a stopped worker: now %s", job_id, state)
@@ -448,12 +438,11 @@ class JobService:
             data = self._compute(job, job_type, metrics)
             self._checkpoint(job, 0.95, metrics)  # the last moment a cancel is honoured
             t0 = time.monotonic()
-            ms = self.stratus.governance.metastore
             metrics["table_created"] = register(
-                ms, self.stratus.lakehouse, spec, job.principal, job_type.name
+                self.metastore, self.lakehouse, spec, job.principal, job_type.name
             )
             result = replace_slice(
-                self.stratus.lakehouse,
+                self.lakehouse,
                 spec,
                 data,
                 job_type.slice_predicate(job.params),
@@ -503,8 +492,8 @@ class JobService:
         metrics: dict[str, Any],
     ) -> pa.Table:
         params = job.params
-        self.stratus.weather.check_cities(list(params.city_ids))
-        check_compatible(self.stratus.governance.metastore, job_type.output_spec(job.output_table))
+        self.weather.check_cities(list(params.city_ids))
+        check_compatible(self.metastore, job_type.output_spec(job.output_table))
         n = self.engine.cities_per_step
         cities = list(params.city_ids)
         steps = [cities[i : i + n] for i in range(0, len(cities), n)]
@@ -514,7 +503,7 @@ class JobService:
         for i, chunk in enumerate(steps):
             self._checkpoint(job, 0.95 * i / len(steps), metrics)
             t0 = time.monotonic()
-            files = self.stratus.lakehouse.prune(
+            files = self.lakehouse.prune(
                 registry.HOURLY,
                 partition={"city_id": chunk},
                 ranges={"date": read_range} if read_range else None,
@@ -535,10 +524,10 @@ class JobService:
             log.warning("job %s: could not record %s (no longer this worker's)", job.id, state)
 
     # ---- lineage and audit ---------------------------------------------------------------
-    def _lineage_sink(self) -> Any:
+    def _lineage_sink(self) -> LineageSink | None:
         try:
-            return self.stratus.lineage
-        except (AttributeError, ImportError):  # the lineage service is not installed
+            return self.lineage()
+        except ImportError:  # the lineage service is not installed
             return None
 
     def _lineage_event(self, job: JobRecord, job_type: JobType, spec: TableSpec) -> Any:
@@ -560,7 +549,7 @@ class JobService:
         )
 
     def _audit(self, job: JobRecord, outcome: str, status: int, error: str | None) -> None:
-        self.stratus.governance.audit.record(
+        self.audit.record(
             AuditRecord(
                 event_time=dt.datetime.now(dt.UTC),
                 request_id=uuid.uuid4().hex,

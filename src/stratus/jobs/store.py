@@ -8,14 +8,17 @@ its job (re-queued after it was presumed dead) cannot overwrite the newer outcom
 from __future__ import annotations
 
 import base64
+import builtins
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from stratus.catalog.metastore import MetastoreService
 from stratus.jobs.definitions import JobParams
@@ -163,6 +166,11 @@ def decode_page_token(token: str) -> tuple[dt.datetime, str]:
         raise BadPageToken("page_token is not one this API returned") from None
 
 
+def _changed(s: Session, statement: Any) -> int:
+    """How many rows an UPDATE changed (``Session.execute`` is typed as a plain Result)."""
+    return int(cast("CursorResult[Any]", s.execute(statement)).rowcount)
+
+
 class JobStore:
     def __init__(self, metastore: MetastoreService) -> None:
         self.metastore = metastore
@@ -267,11 +275,15 @@ class JobStore:
                     .where(Job.state == QUEUED)
                     .order_by(Job.created_at, Job.id)
                     .limit(1)
+                    # PostgreSQL: runners of other instances skip a row being claimed instead
+                    # of queueing behind its lock (SQLite has one writer and ignores this)
+                    .with_for_update(skip_locked=True)
                 )
                 if job_id is None:
                     return None
                 t = now()
-                taken = s.execute(
+                taken = _changed(
+                    s,
                     update(Job)
                     .where(Job.id == job_id, Job.state == QUEUED)
                     .values(
@@ -283,8 +295,8 @@ class JobStore:
                         progress=0.0,
                         attempts=Job.attempts + 1,
                         error=None,
-                    )
-                ).rowcount
+                    ),
+                )
                 if taken == 1:
                     row = s.get(Job, job_id)
                     assert row is not None
@@ -301,11 +313,12 @@ class JobStore:
         if metrics is not None:
             values["metrics"] = metrics
         with self.metastore.session() as s:
-            done = s.execute(
+            done = _changed(
+                s,
                 update(Job)
                 .where(Job.id == job_id, Job.runner == runner, Job.state == RUNNING)
-                .values(**values)
-            ).rowcount
+                .values(**values),
+            )
             if done != 1:
                 return None
             row = s.get(Job, job_id)
@@ -318,11 +331,12 @@ class JobStore:
         assert state in FINISHED
         with self.metastore.session() as s:
             return (
-                s.execute(
+                _changed(
+                    s,
                     update(Job)
                     .where(Job.id == job_id, Job.runner == runner, Job.state == RUNNING)
-                    .values(state=state, finished_at=now(), **values)
-                ).rowcount
+                    .values(state=state, finished_at=now(), **values),
+                )
                 == 1
             )
 
@@ -330,15 +344,16 @@ class JobStore:
         """running -> queued (the worker is shutting down before the job's next step)."""
         with self.metastore.session() as s:
             return (
-                s.execute(
+                _changed(
+                    s,
                     update(Job)
                     .where(Job.id == job_id, Job.runner == runner, Job.state == RUNNING)
-                    .values(state=QUEUED, runner=None, progress=0.0, heartbeat_at=None, error=note)
-                ).rowcount
+                    .values(state=QUEUED, runner=None, progress=0.0, heartbeat_at=None, error=note),
+                )
                 == 1
             )
 
-    def heartbeat(self, runner: str, job_ids: list[str]) -> None:
+    def heartbeat(self, runner: str, job_ids: Sequence[str]) -> None:
         """The jobs this runner is working on are alive (only those: a job whose thread died
         is not kept "running" by its pool's heartbeat)."""
         if not job_ids:
@@ -379,7 +394,7 @@ class JobStore:
     # ---- recovery ------------------------------------------------------------------------
     def recover(
         self, is_dead: Callable[[JobRecord], bool], max_attempts: int
-    ) -> list[tuple[str, str]]:
+    ) -> builtins.list[tuple[str, str]]:
         """Running jobs whose runner ``is_dead``: back to queued, or failed as interrupted once
         they have been started ``max_attempts`` times. Returns [(job id, new state)]."""
         with self.metastore.session() as s:
@@ -413,6 +428,6 @@ class JobStore:
                         "heartbeat_at": None,
                         "error": f"re-queued: the worker running it ({job.runner}) stopped",
                     }
-                if s.execute(update(Job).where(*where).values(**values)).rowcount == 1:
+                if _changed(s, update(Job).where(*where).values(**values)) == 1:
                     out.append((job.id, values["state"]))
         return out

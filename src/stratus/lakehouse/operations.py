@@ -234,7 +234,7 @@ def optimize(
     if table is None:
         return {"numFilesAdded": 0, "numFilesRemoved": 0}
     table = _open(lakehouse, spec)
-    props = lakehouse._writer_properties()
+    props = lakehouse.writer_properties()
     try:
         with storage_io(f"cannot optimize {spec.full_name}"):
             if zorder:
@@ -373,7 +373,7 @@ def apply_changes(
                 predicate=predicate,
                 source_alias="s",
                 target_alias="t",
-                writer_properties=lakehouse._writer_properties(),
+                writer_properties=lakehouse.writer_properties(),
                 commit_properties=_props(operation, statement_id),
                 streamed_exec=True,
             )

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from stratus.config import Settings
@@ -147,12 +148,18 @@ class Storage:
         self._ensure_container()
 
     def _ensure_container(self) -> None:
+        from stratus.extras import MissingExtra, require
+
+        try:
+            require("azure", "Azure Blob Storage (STRATUS_STORAGE_URL=az://...)")
+        except MissingExtra as exc:
+            raise StorageError(str(exc)) from None
         from azure.core.exceptions import AzureError, ResourceExistsError
         from azure.storage.blob import BlobServiceClient, ExponentialRetry
 
-        assert self.options is not None
+        assert self.options is not None and self.container is not None  # set for Azure
         account_url = self.endpoint or f"https://{self.account}.blob.core.windows.net"
-        credential: object | None = None
+        credential: Any = None  # a key dict or a SAS token string
         if "account_key" in self.options:
             credential = {"account_name": self.account, "account_key": self.options["account_key"]}
         elif "sas_token" in self.options:

@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,8 +270,8 @@ class Lakehouse:
     def prune(
         self,
         spec: TableSpec,
-        partition: dict[str, Sequence[str]] | None = None,
-        ranges: dict[str, tuple[object, object]] | None = None,
+        partition: Mapping[str, Iterable[Any]] | None = None,
+        ranges: Mapping[str, tuple[Any, Any]] | None = None,
     ) -> list[str]:
         """Data files that may hold rows with the given partition values and column ranges.
 
@@ -368,7 +368,7 @@ class Lakehouse:
         return [orjson.loads(line) for line in raw.splitlines() if line.strip()]
 
     # ---- writing -------------------------------------------------------------------------
-    def _writer_properties(self) -> WriterProperties:
+    def writer_properties(self) -> WriterProperties:
         return WriterProperties(max_row_group_size=ROW_GROUP_SIZE, compression="ZSTD")
 
     def ensure(self, spec: TableSpec) -> DeltaTable:
@@ -410,20 +410,23 @@ class Lakehouse:
                 mode="append",
                 partition_by=spec.partition_by or None,
                 storage_options=self.storage.options,
-                writer_properties=self._writer_properties(),
+                writer_properties=self.writer_properties(),
             )
         return self._after_write(spec)
 
-    def overwrite(self, spec: TableSpec, data: pa.Table) -> int:
+    def overwrite(self, spec: TableSpec, data: pa.Table, *, replace_schema: bool = False) -> int:
+        """Replace the table's rows in one commit (``replace_schema``: its schema too, e.g.
+        when a column becomes encrypted)."""
         self.prepare()
         with storage_io(f"cannot write table {spec.full_name}"):
             write_deltalake(
                 self.url(spec),
                 self._prepare_rows(spec, data),
                 mode="overwrite",
+                schema_mode="overwrite" if replace_schema else None,
                 partition_by=spec.partition_by or None,
                 storage_options=self.storage.options,
-                writer_properties=self._writer_properties(),
+                writer_properties=self.writer_properties(),
             )
         return self._after_write(spec)
 
@@ -443,7 +446,7 @@ class Lakehouse:
                         predicate=predicate,
                         source_alias="s",
                         target_alias="t",
-                        writer_properties=self._writer_properties(),
+                        writer_properties=self.writer_properties(),
                     )
                     if update:
                         merger = merger.when_matched_update_all()

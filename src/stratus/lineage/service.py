@@ -45,7 +45,9 @@ from stratus.security.authz import Authorizer, Identity
 from stratus.tables.protect import ColumnProtector
 
 if TYPE_CHECKING:
-    from stratus.context import Stratus
+    from stratus.config import Settings
+    from stratus.engine import LocalEngine
+    from stratus.lakehouse.tables import Lakehouse
 
 log = logging.getLogger(__name__)
 MIXED_PII = "pii"  # the kind of a column derived from PII columns of different kinds
@@ -107,18 +109,25 @@ class LineageService:
         self.errors = 0  # reports that failed before reaching a queue
 
     @classmethod
-    def from_stratus(cls, stratus: Stratus) -> LineageService:
-        settings = stratus.settings
-        metastore = stratus.governance.metastore
+    def create(
+        cls,
+        settings: Settings,
+        metastore: MetastoreService,
+        lakehouse: Lakehouse,
+        engine: LocalEngine,
+        protector: ColumnProtector,
+        authorizer: Authorizer,
+    ) -> LineageService:
+        """The service with its store (system.access lineage tables) and OpenLineage emitter
+        built from settings."""
         try:
             metastore_id: str | None = metastore.metastore().id
         except Exception:
             metastore_id = None
-        protector = stratus.tables.protector
         pii = PiiTags(protector, metastore)
         store = LineageStore(
-            stratus.lakehouse,
-            stratus.engine,
+            lakehouse,
+            engine,
             metastore_id,
             flush_interval=settings.audit_flush_seconds,
         )
@@ -128,7 +137,7 @@ class LineageService:
             log.exception("OpenLineage transport not available; no OpenLineage events")
             transports = []
         emitter = OpenLineageEmitter(transports, dataset_namespace(settings.lakehouse_url), pii)
-        return cls(store, emitter, metastore, protector, stratus.governance.authorizer, pii)
+        return cls(store, emitter, metastore, protector, authorizer, pii)
 
     # ---- the LineageSink protocol --------------------------------------------------------
     def start(self, event: LineageEvent) -> None:

@@ -79,9 +79,9 @@ SPECS = (TABLE_LINEAGE, COLUMN_LINEAGE)
 
 
 def _table_part(prefix: str, full_name: str | None) -> dict[str, Any]:
-    parts = full_name.split(".") if full_name else []
+    parts: list[str | None] = [*full_name.split(".")] if full_name else []
     if len(parts) != 3:
-        parts = [None, None, None]  # type: ignore[list-item]
+        parts = [None, None, None]
     return {
         f"{prefix}_table_full_name": full_name,
         f"{prefix}_table_catalog": parts[0],

@@ -30,7 +30,7 @@ import hashlib
 import os
 from collections.abc import Callable
 from itertools import repeat
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -65,7 +65,7 @@ META_TYPE = b"stratus.pii.type"
 META_TYPE_NAME = b"stratus.pii.type_name"
 _INT32_MAX = 2**31 - 1
 
-ArrayLike = pa.Array | pa.ChunkedArray
+ArrayLike: TypeAlias = pa.Array | pa.ChunkedArray
 
 
 def scope_for(table: str, column: str) -> str:
@@ -103,7 +103,7 @@ def _hmac_sha256_many(key: bytes, messages: list[bytes]) -> list[bytes]:
     block = key.ljust(64, b"\x00")
     inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
     outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
-    out = []
+    out: list[bytes] = []
     append, copy_inner, copy_outer = out.append, inner.copy, outer.copy
     for message in messages:
         h = copy_inner()

@@ -167,7 +167,7 @@ def salary_range(width: int = DEFAULT_SALARY_WIDTH) -> Masker:
 
 def mask_initials(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     """``Jane Doe`` -> ``J. D.``; no letters -> ``***``."""
-    out = []
+    out: list[str | None] = []
     for value in _as_strings(values).to_pylist():
         if value is None:
             out.append(None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jwt
 
@@ -36,7 +37,7 @@ class OidcConfig:
     claim: str = "email"
     algorithms: tuple[str, ...] = ("RS256", "ES256")
 
-    def key_for(self, token: str) -> object:
+    def key_for(self, token: str) -> Any:  # PEM text or the JWKS key object
         if self.public_key:
             text = self.public_key
             if not text.lstrip().startswith("-----BEGIN"):

@@ -4,7 +4,9 @@ Unity Catalog semantics: grants on a container are inherited by its children; gr
 apply to its members (transitively); the owner of a securable or of any container above it, and
 metastore admins, hold every privilege. Reading a table needs USE CATALOG on its catalog, USE
 SCHEMA on its schema and SELECT on it. An object the caller has no privilege on, on it or below it,
-is invisible: it is reported as not found, so names never leak.
+is invisible: it is reported as not found, so names never leak. What each operation needs is
+declared once, as a named action, in :mod:`stratus.security.actions`; :meth:`Authorizer.require`
+and :meth:`Authorizer.allowed` answer for an action and a resource.
 
 Decisions come from an in-memory snapshot of owners, grants and memberships that is rebuilt only
 when the metastore's generation counter moves: changes committed by this process are seen by the
@@ -16,18 +18,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from stratus.catalog import models as m
 from stratus.catalog.errors import NotFound, PermissionDenied
 from stratus.catalog.metastore import PRIVILEGES, MetastoreService
+from stratus.security.actions import METASTORE, Key, Resource, chain, decide
 
 # UNMASK is never implied by ALL PRIVILEGES: plaintext PII needs an explicit grant (or ownership)
 ALL = frozenset(p for p in PRIVILEGES if p not in ("ALL PRIVILEGES", "UNMASK"))
-Key = tuple[str, str]  # (securable_type, full_name)
-METASTORE: Key = ("metastore", "")
 
 
 @dataclass(frozen=True)
@@ -40,27 +41,6 @@ class Identity:
     @cached_property
     def names(self) -> frozenset[str]:
         return frozenset({self.name, *self.groups, "account users"})
-
-
-def parent_of(key: Key) -> Key | None:
-    kind, name = key
-    if kind == "metastore":
-        return None
-    if kind == "catalog":
-        return METASTORE
-    if kind == "schema":
-        return ("catalog", name.split(".")[0])
-    return ("schema", ".".join(name.split(".")[:2]))
-
-
-def chain(key: Key) -> list[Key]:
-    """The securable and every container above it, metastore first."""
-    out: list[Key] = []
-    k: Key | None = key
-    while k is not None:
-        out.append(k)
-        k = parent_of(k)
-    return out[::-1]
 
 
 @dataclass
@@ -77,7 +57,7 @@ class Snapshot:
     def load(cls, ms: MetastoreService) -> Snapshot:
         gen = ms.generation()
         snap = cls(generation=gen)
-        with ms._sessions() as s:
+        with ms.reading() as s:
             meta = s.query(m.Metastore).one()
             snap.owners[METASTORE] = meta.owner
             snap.ids[METASTORE] = meta.id
@@ -92,11 +72,14 @@ class Snapshot:
                 schemas[sch.id] = full
                 snap.ids[("schema", full)] = sch.id
                 snap.owners[("schema", full)] = sch.owner
-            for model, kind in ((m.Table, "table"), (m.Volume, "volume")):
-                for obj in s.query(model):
-                    full = f"{schemas[obj.schema_id]}.{obj.name}"
-                    snap.ids[(kind, full)] = obj.id
-                    snap.owners[(kind, full)] = obj.owner
+            leaves: list[tuple[str, m.Table | m.Volume]] = [
+                *(("table", t) for t in s.query(m.Table)),
+                *(("volume", v) for v in s.query(m.Volume)),
+            ]
+            for kind, obj in leaves:
+                full = f"{schemas[obj.schema_id]}.{obj.name}"
+                snap.ids[(kind, full)] = obj.id
+                snap.owners[(kind, full)] = obj.owner
             by_id = {(k[0], v): k for k, v in snap.ids.items()}
             for g in s.query(m.Grant):
                 key = by_id.get((g.securable_type, g.securable_id))
@@ -196,53 +179,15 @@ class Authorizer:
     ) -> list[str]:
         return [n for n in full_names if self.can_see(who, securable_type, n)]
 
-    def is_owner(self, who: Identity, securable_type: str, full_name: str) -> bool:
-        return who.is_admin or "OWNER" in self.privileges(who, securable_type, full_name)
+    # ---- enforcement: one entry point, the named actions of stratus.security.actions -------
+    def require(self, who: Identity, action: str, resource: Resource) -> None:
+        """Raise NotFound if the caller may not even see ``resource``, PermissionDenied naming
+        what is missing if it may not do ``action`` to it (see :data:`ACTIONS`)."""
+        decide(self.snapshot(), who, action, resource)
 
-    # ---- enforcement ---------------------------------------------------------------------
-    def require(
-        self,
-        who: Identity,
-        securable_type: str,
-        full_name: str,
-        privilege: str | Sequence[str],
-        *,
-        exists: bool = True,
-    ) -> None:
-        """Raise NotFound if the caller may not even see the securable, PermissionDenied
-        naming the first missing privilege otherwise. ``privilege`` may list alternatives."""
-        if who.is_admin:
-            return
-        key = (securable_type, full_name)
-        snap = self.snapshot()
-        if exists and key not in snap.ids and key != METASTORE:
-            raise NotFound(f"{securable_type} {full_name} does not exist")
-        if exists and key != METASTORE and key not in snap.visible(who.names):
-            raise NotFound(f"{securable_type} {full_name} does not exist")
-        held = snap.holds(who.names, key)
-        wanted = [privilege] if isinstance(privilege, str) else list(privilege)
-        if not held & set(wanted):
-            what = " or ".join(wanted)
-            raise PermissionDenied(
-                f"{who.name} lacks {what} on {securable_type} {full_name or 'metastore'}"
-            )
-
-    def require_use(self, who: Identity, securable_type: str, full_name: str) -> None:
-        """USE CATALOG and USE SCHEMA on the containers of a schema, table or volume."""
-        parts = full_name.split(".")
-        if securable_type in ("schema", "table", "volume"):
-            self.require(who, "catalog", parts[0], "USE CATALOG")
-        if securable_type in ("table", "volume"):
-            self.require(who, "schema", ".".join(parts[:2]), "USE SCHEMA")
-
-    def require_table(self, who: Identity, full_name: str, privilege: str = "SELECT") -> None:
-        """Reading (SELECT) or writing (MODIFY) a table: visibility, USE on containers, then the
-        privilege itself."""
-        if who.is_admin:
-            return
-        snap = self.snapshot()
-        key = ("table", full_name)
-        if key not in snap.ids or key not in snap.visible(who.names):
-            raise NotFound(f"table {full_name} does not exist")
-        self.require_use(who, "table", full_name)
-        self.require(who, "table", full_name, privilege)
+    def allowed(self, who: Identity, action: str, resource: Resource) -> bool:
+        try:
+            self.require(who, action, resource)
+        except (NotFound, PermissionDenied):
+            return False
+        return True

@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,6 +17,7 @@ from stratus.catalog import registry
 from stratus.catalog.errors import AlreadyExists, NotFound
 from stratus.catalog.metastore import MetastoreService
 from stratus.catalog.registry import TableSpec
+from stratus.catalog.specs import columns_of, register_spec
 from stratus.config import Settings
 from stratus.lakehouse.tables import Lakehouse
 from stratus.lineage.store import SPECS as LINEAGE_TABLES
@@ -26,17 +28,6 @@ from stratus.security.authz import Authorizer, Identity
 log = logging.getLogger(__name__)
 ADMIN = "admin"
 LOCAL_ADMIN = Identity(name=ADMIN, kind="user", is_admin=True)
-
-
-def columns_of(schema: pa.Schema, partition_by: list[str] | None = None) -> list[dict]:
-    """Unity Catalog ColumnInfo dicts for an Arrow schema."""
-    from stratus.catalog.types import column_info
-
-    parts = partition_by or []
-    return [
-        column_info(f, i, parts.index(f.name) if f.name in parts else None)
-        for i, f in enumerate(schema)
-    ]
 
 
 @dataclass
@@ -80,13 +71,13 @@ class Governance:
             ("main", "Stratus data"),
             ("system", "Stratus system tables (audit, lineage, information schema)"),
         ):
-            self._ensure(lambda c=catalog, t=comment: ms.create_catalog(c, ADMIN, comment=t))
+            self._ensure(partial(ms.create_catalog, catalog, ADMIN, comment=comment))
         for catalog, schema in (
             ("main", "weather"),
             ("system", "access"),
             ("system", "information_schema"),
         ):
-            self._ensure(lambda c=catalog, s=schema: ms.create_schema(c, s, ADMIN))
+            self._ensure(partial(ms.create_schema, catalog, schema, ADMIN))
         for spec in (registry.HOURLY, registry.CITIES, registry.QUARANTINE, AUDIT, *LINEAGE_TABLES):
             self.register_table(spec, lakehouse)
         self._ensure(
@@ -104,18 +95,7 @@ class Governance:
         self.authorizer.refresh()
 
     def register_table(self, spec: TableSpec, lakehouse: Lakehouse, owner: str = ADMIN) -> None:
-        catalog, schema, name = spec.full_name.split(".")
-        self._ensure(
-            lambda: self.metastore.create_table(
-                catalog,
-                schema,
-                name,
-                owner,
-                columns=columns_of(spec.schema, spec.partition_by),
-                storage_location=lakehouse.url(spec),
-                comment=spec.comment,
-            )
-        )
+        self._ensure(partial(register_spec, self.metastore, spec, owner, lakehouse.url(spec)))
 
     @staticmethod
     def _ensure(create: Callable[[], object]) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, selectinload
 from stratus.catalog.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from stratus.catalog.metastore import MetastoreService, check_name
 from stratus.catalog.registry import TableSpec
+from stratus.security.actions import Resource
 from stratus.security.authz import Authorizer, Identity
 from stratus.sharing import models as sm
 from stratus.sharing import protocol as p
@@ -79,14 +80,14 @@ class SharingAdmin:
         return row
 
     # ---- authorization -------------------------------------------------------------------
-    @staticmethod
-    def _admin(who: Identity, doing: str) -> None:
-        if not who.is_admin:
-            raise PermissionDenied(f"only metastore admins may {doing}")
+    def _admin(self, who: Identity) -> None:
+        """Shares are created, and recipients managed, by metastore admins only."""
+        self.authorizer.require(who, "share.admin", Resource("share"))
 
-    @staticmethod
-    def _owns(who: Identity, share: sm.Share) -> bool:
-        return who.is_admin or share.owner in who.names
+    def _owns(self, who: Identity, share: sm.Share) -> bool:
+        return self.authorizer.allowed(
+            who, "share.manage", Resource("share", share.name, owner=share.owner)
+        )
 
     def _managed(self, s: Session, who: Identity, name: str) -> sm.Share:
         share = self._share_row(s, name)
@@ -98,7 +99,7 @@ class SharingAdmin:
     def create_share(
         self, who: Identity, name: str, *, comment: str | None = None, owner: str | None = None
     ) -> sm.Share:
-        self._admin(who, "create shares")
+        self._admin(who)
         check_name(name, "name")
         owner = owner or who.name
         if owner != who.name:
@@ -163,7 +164,7 @@ class SharingAdmin:
             self._managed(s, who, share)
         if full_name.split(".")[0] == "system":
             raise PermissionDenied("tables in catalog system cannot be shared")
-        self.authorizer.require_table(who, full_name, "SELECT")
+        self.authorizer.require(who, "table.read", Resource("table", full_name))
         source = self.tables.spec(full_name)
         names = list(source.schema.names)
         if pii not in PII_MODES:
@@ -295,7 +296,7 @@ class SharingAdmin:
         days: float | None = DEFAULT_TOKEN_DAYS,
     ) -> tuple[sm.Recipient, str, sm.RecipientToken]:
         """A recipient and its first token (the secret is returned once, never stored)."""
-        self._admin(who, "create recipients")
+        self._admin(who)
         check_name(name, "name")
         with self._session() as s:
             exists = s.scalar(
@@ -317,14 +318,14 @@ class SharingAdmin:
         days: float | None = None,
         comment: str | None = None,
     ) -> tuple[sm.Recipient, str, sm.RecipientToken]:
-        self._admin(who, "issue recipient tokens")
+        self._admin(who)
         with self._session() as s:
             rcpt = self._recipient_row(s, recipient)
             secret, tok = self.tokens.issue(s, rcpt, days, comment)
             return rcpt, secret, tok
 
     def list_recipients(self, who: Identity) -> list[dict[str, Any]]:
-        self._admin(who, "list recipients")
+        self._admin(who)
         with self._reader() as s:
             out = []
             for r in s.scalars(select(sm.Recipient).order_by(sm.Recipient.name)):
@@ -332,7 +333,7 @@ class SharingAdmin:
             return out
 
     def get_recipient(self, who: Identity, name: str) -> dict[str, Any]:
-        self._admin(who, "read recipients")
+        self._admin(who)
         with self._reader() as s:
             return self._recipient_info(s, self._recipient_row(s, name))
 
@@ -361,7 +362,7 @@ class SharingAdmin:
         }
 
     def delete_recipient(self, who: Identity, name: str) -> None:
-        self._admin(who, "delete recipients")
+        self._admin(who)
         with self._session() as s:
             s.delete(self._recipient_row(s, name))
         self._forget()
@@ -370,7 +371,7 @@ class SharingAdmin:
         self, who: Identity, recipient: str, token_id: str | None = None
     ) -> list[str]:
         """Revoke one token (by id) or, without an id, every active token of the recipient."""
-        self._admin(who, "revoke recipient tokens")
+        self._admin(who)
         with self._session() as s:
             rcpt = self._recipient_row(s, recipient)
             q = select(sm.RecipientToken).where(sm.RecipientToken.recipient_id == rcpt.id)

@@ -116,6 +116,8 @@ def _tokens(text: str) -> list[tuple[str, Any]]:
             raise PredicateError(f"cannot parse {text[pos : pos + 20]!r}")
         pos = m.end()
         kind = m.lastgroup
+        # every alternative of _TOKEN is a named group, so a match always sets lastgroup
+        # every alternative of _TOKEN is a named group, so a match always sets lastgroup
         raw = m.group(kind)  # type: ignore[arg-type]
         if kind == "str":
             out.append(("lit", raw[1:-1].replace("''", "'")))

@@ -6,7 +6,7 @@ import datetime as dt
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -16,6 +16,9 @@ from rich.table import Table
 from stratus.catalog.errors import CatalogError
 from stratus.lakehouse.storage import StorageError
 from stratus.pii import PiiError
+
+if TYPE_CHECKING:
+    from stratus.context import Stratus
 
 err = Console(stderr=True)
 
@@ -58,12 +61,12 @@ def _print(result: Any, as_json: bool) -> None:
         return
     done = result.statement_type.replace("_", " ").lower()
     what = f" {result.table}" if result.table else ""
-    rows = f": {result.affected_rows} row(s)" if result.affected_rows is not None else ""
-    err.print(f"[green]ok[/] {done}{what}{rows}")
+    count = f": {result.affected_rows} row(s)" if result.affected_rows is not None else ""
+    err.print(f"[green]ok[/] {done}{what}{count}")
 
 
 def _audit(
-    stratus: Any,
+    stratus: Stratus,
     principal: str,
     text: str,
     kind: str | None,

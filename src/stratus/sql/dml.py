@@ -38,6 +38,7 @@ from stratus.catalog.registry import TableSpec
 from stratus.engine.local import duck_type
 from stratus.lakehouse import operations as ops
 from stratus.lineage.model import ColumnEdge
+from stratus.security.actions import Resource
 from stratus.security.authz import Identity
 from stratus.sql import parse as p
 from stratus.sql import parse_ext
@@ -89,9 +90,9 @@ class Target:
             f"{what}: {self.full_name} has no column {name!r}", parameter="statement"
         )
 
-    def hidden(self) -> list[exp.Expression]:
+    def hidden(self) -> list[exp.Expr]:
         """The original physical values of the row, as ``__o_<physical column>``."""
-        out: list[exp.Expression] = []
+        out: list[exp.Expr] = []
         for f in self.physical.schema:
             inner = (
                 ops.original(f.name)
@@ -115,9 +116,9 @@ class Dml:
         svc = self.svc
         full_name = svc.resolve_table(stmt.args["name"])
         verb = stmt.kind
-        svc.authz.require_table(who, full_name, "MODIFY")
+        svc.authz.require(who, "table.modify", Resource("table", full_name))
         if reads:
-            svc.authz.require_table(who, full_name, "SELECT")
+            svc.authz.require(who, "table.read", Resource("table", full_name))
         if full_name.split(".")[0] == "system":
             raise PermissionDenied(f"{full_name} is a system table: {verb} cannot change it")
         table = svc.metastore.get_table(full_name)
@@ -191,9 +192,7 @@ class Dml:
         columns[RID] = pa.array(range(raw.num_rows), pa.int64())
         run.register(src.view, pa.table(columns), target.full_name)
 
-    def _tokens(
-        self, target: Target, tree: exp.Expression, values: dict[str, Any]
-    ) -> exp.Expression:
+    def _tokens(self, target: Target, tree: exp.Expr, values: dict[str, Any]) -> exp.Expr:
         """``pii_column = constant`` -> token comparison, for callers who see it masked (a
         copy of ``tree``)."""
         if target.unmask or not target.pii:
@@ -201,13 +200,13 @@ class Dml:
         root = exp.Paren(this=tree.copy())
         by_lower = {c.lower(): c for c in target.pii}
 
-        def pii_column(node: exp.Expression) -> str | None:
+        def pii_column(node: exp.Expr) -> str | None:
             if not isinstance(node, exp.Column) or (node.table and node.table != target.alias):
                 return None
             return by_lower.get(node.name.lower())
 
-        def tokens_for(column: str, constants: Sequence[exp.Expression]) -> exp.Expression | None:
-            out: list[exp.Expression] = []
+        def tokens_for(column: str, constants: Sequence[exp.Expr]) -> exp.Expr | None:
+            out: list[exp.Expr] = []
             for c in constants:
                 ok, value = _constant(c, values)
                 if not ok or value is None:
@@ -233,9 +232,9 @@ class Dml:
                     found = tokens_for(col, list(node.expressions))
             if found is not None:
                 node.replace(found)
-        return root.this  # type: ignore[no-any-return]
+        return root.this
 
-    def _cast(self, value: exp.Expression, field: pa.Field, name: str) -> exp.Expression:
+    def _cast(self, value: exp.Expr, field: pa.Field, name: str) -> exp.Expr:
         to = exp.DataType.build(duck_type(field.type), dialect="duckdb")
         return exp.alias_(exp.Cast(this=exp.Paren(this=value.copy()), to=to), name, quoted=True)
 
@@ -280,9 +279,9 @@ class Dml:
                 continue
             src = by_name.get(e.source_table)
             kind = src.pii.get(e.source_column) if src else None
-            if not kind:
+            if src is None or not kind:
                 continue
-            if not src.unmask:  # type: ignore[union-attr]
+            if not src.unmask:
                 raise PermissionDenied(
                     f"the value of {e.target_column} reads PII column {e.source_column} of "
                     f"{e.source_table}, which you see masked (writing it needs UNMASK)"
@@ -310,21 +309,21 @@ class Dml:
     ) -> dict[str, int]:
         svc = self.svc
         carrier = exp.Tuple(expressions=[*queries, *([probe] if probe is not None else [])])
-        sources = svc._sources(carrier, who)
+        sources = svc.sources(carrier, who)
         edges: tuple[ColumnEdge, ...] = ()
         lineage_sources = sources
         if lineage is not None:
-            lineage_sources = svc._sources(lineage, who)
-            _, edges = svc._edges(lineage, lineage_sources, lineage_targets)
+            lineage_sources = svc.sources(lineage, who)
+            _, edges = svc.edges_of(lineage, lineage_sources, lineage_targets)
             self._check_flows(target, edges, lineage_sources)
         tsrc = next(s for s in sources if s.full_name == target.full_name)
         others = [s for s in sources if s is not tsrc]
-        event = svc._event(
+        event = svc.lineage_event(
             sid, stmt.text, who, target.full_name, sources, edges, target.spec.schema
         )
-        svc._lineage_call("start", event)
+        svc.report_lineage("start", event)
         try:
-            with svc._run() as run:
+            with svc.new_run() as run:
                 svc.reader.load(run, others, carrier, values)
                 only = None
                 if probe is not None and not any(
@@ -341,9 +340,9 @@ class Dml:
                 svc.lakehouse, target.physical, target.version, changes, stmt.kind, sid
             )
         except Exception as exc:
-            svc._lineage_call("fail", event, _reason(exc))
+            svc.report_lineage("fail", event, _reason(exc))
             raise
-        svc._lineage_call("complete", event)
+        svc.report_lineage("complete", event)
         return counts
 
     # ---- UPDATE ------------------------------------------------------------------------
@@ -390,14 +389,14 @@ class Dml:
         where = stmt.args["where"]
         target = self._target(stmt, who, reads=where is not None)
         if where is None:  # every row: a plain Delta DELETE, no rows read
-            event = self.svc._event(sid, stmt.text, who, target.full_name, [], (), None)
-            self.svc._lineage_call("start", event)
+            event = self.svc.lineage_event(sid, stmt.text, who, target.full_name, [], (), None)
+            self.svc.report_lineage("start", event)
             try:
                 deleted = ops.delete_all(self.svc.lakehouse, target.physical, sid)
             except Exception as exc:
-                self.svc._lineage_call("fail", event, _reason(exc))
+                self.svc.report_lineage("fail", event, _reason(exc))
                 raise
-            self.svc._lineage_call("complete", event)
+            self.svc.report_lineage("complete", event)
             return self._result(sid, stmt, target, deleted, {"deleted": deleted})
         where = self._tokens(target, where, values)
         q = exp.select(exp.alias_(exp.Literal.number(1), CLAUSE), *target.hidden()).from_(
@@ -425,7 +424,7 @@ class Dml:
         alias, salias = target.alias, stmt.args["source_alias"]
         if alias.lower() == salias.lower():
             raise InvalidArgument("MERGE: the target and the source need different aliases")
-        on: exp.Expression = stmt.args["on"]
+        on: exp.Expr = stmt.args["on"]
         clauses: list[parse_ext.Clause] = stmt.args["clauses"]
         plain_on = on.copy()
         on = self._tokens(target, on, values)
@@ -434,18 +433,18 @@ class Dml:
                 c.condition = self._tokens(target, c.condition, values)
         names = list(target.spec.schema.names)
 
-        def source_node() -> exp.Expression:
+        def source_node() -> exp.Expr:
             return stmt.args["source"].copy()
 
         # (clause number, clause, assignments {column: expression})
-        plan: list[tuple[int, parse_ext.Clause, list[tuple[str, exp.Expression]]]] = []
+        plan: list[tuple[int, parse_ext.Clause, list[tuple[str, exp.Expr]]]] = []
         counters = {"matched": 1, "not_matched_by_source": BY_SOURCE, "not_matched": INSERTS}
         for c in clauses:
             number = counters[c.match]
             counters[c.match] += 1
             if number % 50 == 49:
                 raise UnsupportedStatement("more than 48 WHEN clauses of one kind in a MERGE")
-            assign: list[tuple[str, exp.Expression]] = []
+            assign: list[tuple[str, exp.Expr]] = []
             if c.action == "update":
                 pairs = c.sets if c.sets is not None else [(n, _col(salias, n)) for n in names]
                 assign = [(target.column(n, "MERGE ... UPDATE SET"), e) for n, e in pairs]
@@ -468,7 +467,7 @@ class Dml:
                 raise InvalidArgument("a MERGE clause sets a column twice", parameter="statement")
             plan.append((number, c, assign))
 
-        def case(kind: str) -> exp.Expression:
+        def case(kind: str) -> exp.Expr:
             ifs = [
                 exp.If(
                     this=(c.condition.copy() if c.condition is not None else exp.true()),
@@ -479,7 +478,7 @@ class Dml:
             ]
             return exp.alias_(exp.Case(ifs=ifs, default=exp.Literal.number(0)), CLAUSE)
 
-        def assignments(kind: str) -> list[exp.Expression]:
+        def assignments(kind: str) -> list[exp.Expr]:
             return [
                 self._cast(e, target.spec.schema.field(n), f"__n{num}_{n}")
                 for num, c, assign in plan
@@ -595,12 +594,12 @@ class Dml:
 
 
 def _partition_equalities(
-    on: exp.Expression, target: Target, source_alias: str
-) -> list[tuple[str, exp.Expression]]:
+    on: exp.Expr, target: Target, source_alias: str
+) -> list[tuple[str, exp.Expr]]:
     """``t.p = <source expression>`` conjuncts of an ON condition, for partition columns p."""
     parts = list(on.flatten()) if isinstance(on, exp.And) else [on]
     by_lower = {c.lower(): c for c in target.spec.partition_by}
-    out: dict[str, exp.Expression] = {}
+    out: dict[str, exp.Expr] = {}
     for part in parts:
         if not isinstance(part, exp.EQ):
             continue

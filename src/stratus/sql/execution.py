@@ -220,6 +220,8 @@ class Run:
         try:
             result = self.con.execute(sql, dict(params) if params else None)
             reader = result.to_arrow_reader(min(BATCH_ROWS, max_rows + 1))
+            if reader is None:  # a statement without a result set
+                return pa.table({}), False
             batches, count = [], 0
             for batch in reader:
                 batches.append(batch)
@@ -274,14 +276,14 @@ class Parameters:
 
 def _scalar(name: Any, value: Any) -> Scalar:
     if value is None or isinstance(value, str | int | float | bool):
-        return value  # type: ignore[no-any-return]
+        return value
     raise InvalidArgument(
         f"parameter {name}: only strings, numbers, booleans and null can be bound",
         parameter="parameters",
     )
 
 
-def bind(tree: exp.Expression, params: Parameters) -> dict[str, Scalar]:
+def bind(tree: exp.Expr, params: Parameters) -> dict[str, Scalar]:
     """Replace every placeholder in ``tree`` by a generated DuckDB parameter; its values."""
     placeholders = list(tree.find_all(exp.Placeholder))
     if not placeholders:
@@ -317,7 +319,7 @@ def bind(tree: exp.Expression, params: Parameters) -> dict[str, Scalar]:
         value, kind = params.named[name]
         generated = f"n{len(values) + 1}"
         values[generated] = value
-        node: exp.Expression = exp.Placeholder(this=generated)
+        node: exp.Expr = exp.Placeholder(this=generated)
         if kind:
             try:
                 node = exp.Cast(this=node, to=exp.DataType.build(kind, dialect="databricks"))
@@ -354,9 +356,7 @@ class Reader:
         self.engine = engine
         self.protector = protector
 
-    def load(
-        self, run: Run, sources: Sequence[Source], query: exp.Expression, values: Mapping
-    ) -> None:
+    def load(self, run: Run, sources: Sequence[Source], query: exp.Expr, values: Mapping) -> None:
         """Register every source on the run's cursor under its generated name."""
         for src in sources:
             run.check()
@@ -414,7 +414,7 @@ class Reader:
             return self.lakehouse.prune(physical)
 
 
-def _needed_columns(query: exp.Expression, spec: TableSpec) -> list[str]:
+def _needed_columns(query: exp.Expr, spec: TableSpec) -> list[str]:
     """Columns of ``spec`` the query may use (all when it selects ``*`` or joins NATURALly);
     only these are decrypted."""
     names = list(spec.schema.names)
@@ -430,7 +430,7 @@ def _needed_columns(query: exp.Expression, spec: TableSpec) -> list[str]:
 
 
 # ---- pruning hints ----------------------------------------------------------------------------
-def _constant(node: exp.Expression, values: Mapping) -> tuple[bool, Any]:
+def _constant(node: exp.Expr, values: Mapping) -> tuple[bool, Any]:
     if isinstance(node, exp.Paren):
         return _constant(node.this, values)
     if isinstance(node, exp.Literal):
@@ -481,7 +481,7 @@ def _prune_hints(
     alias = table.alias_or_name.lower()
     by_lower = {n.lower(): n for n in spec.schema.names}
 
-    def column_of(node: exp.Expression) -> str | None:
+    def column_of(node: exp.Expr) -> str | None:
         if not isinstance(node, exp.Column):
             return None
         if node.table and node.table.lower() != alias:

@@ -20,7 +20,7 @@ def route(svc: SqlService, stmt: p.Statement) -> Callable[..., Any] | None:
     if kind in (p.MERGE, p.UPDATE, p.DELETE):
         from stratus.sql.dml import Dml
 
-        return getattr(Dml(svc), kind.lower())  # type: ignore[no-any-return]
+        return getattr(Dml(svc), kind.lower())
     if kind in (p.CREATE_TABLE, p.CREATE_TABLE_AS_SELECT) and stmt.args.get("replace"):
         from stratus.sql.replace import replace_table
 
@@ -28,19 +28,19 @@ def route(svc: SqlService, stmt: p.Statement) -> Callable[..., Any] | None:
     if kind in (p.CREATE_VIEW, p.DROP_VIEW):
         from stratus.sql import views
 
-        return getattr(views, kind.lower())(svc)  # type: ignore[no-any-return]
+        return getattr(views, kind.lower())(svc)
     if kind in (p.DESCRIBE_HISTORY, p.RESTORE):
         from stratus.sql import timetravel
 
-        return getattr(timetravel, kind.lower())(svc)  # type: ignore[no-any-return]
+        return getattr(timetravel, kind.lower())(svc)
     if kind in (p.OPTIMIZE, p.VACUUM):
         from stratus.sql import maintenance
 
-        return getattr(maintenance, kind.lower())(svc)  # type: ignore[no-any-return]
+        return getattr(maintenance, kind.lower())(svc)
     if kind in (p.INSERT, p.DROP_TABLE):  # a view is neither written nor dropped as a table
         from stratus.sql import views
 
-        original = svc._insert if kind == p.INSERT else svc._drop
+        original = svc.insert if kind == p.INSERT else svc.drop
         return lambda sid, st, params, who: views.not_as_table(svc, st, who, original)(
             sid, st, params, who
         )

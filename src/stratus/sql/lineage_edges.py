@@ -37,7 +37,7 @@ class LineageUnavailable(ValueError):
 
 
 def column_edges(
-    query: exp.Expression,
+    query: exp.Expr,
     schemas: Mapping[str, Mapping[str, str]],
     target_columns: Sequence[str] | None = None,
     *,
@@ -53,8 +53,8 @@ def column_edges(
     columns = {name.lower(): {c.lower(): c for c in cols} for name, cols in schemas.items()}
     nested: dict[str, Any] = {}
     for name, cols in schemas.items():
-        catalog, schema, table = name.lower().split(".")
-        nested.setdefault(catalog, {}).setdefault(schema, {})[table] = {
+        catalog, schema, leaf = name.lower().split(".")
+        nested.setdefault(catalog, {}).setdefault(schema, {})[leaf] = {
             c.lower(): (t or "string") for c, t in cols.items()
         }
     try:
@@ -142,7 +142,7 @@ def _projections(scope: Scope, index: int | None, name: str | None) -> Iterator[
             return
 
 
-def _kind(expression: exp.Expression) -> str:
+def _kind(expression: exp.Expr) -> str:
     if isinstance(expression, exp.Column):
         return IDENTITY
     if expression.find(exp.AggFunc) is not None:
@@ -150,7 +150,7 @@ def _kind(expression: exp.Expression) -> str:
     return TRANSFORMATION
 
 
-def _columns(expression: exp.Expression) -> Iterator[exp.Column]:
+def _columns(expression: exp.Expr) -> Iterator[exp.Column]:
     """Column references in ``expression``, not inside nested queries (other scopes)."""
     for node in expression.walk(prune=lambda n: isinstance(n, exp.Query) and n is not expression):
         if isinstance(node, exp.Column) and not isinstance(node.this, exp.Star):
@@ -183,7 +183,7 @@ def _base_columns(scope: Scope, col: exp.Column, depth: int = 0) -> Iterator[tup
             yield table, column
 
 
-def _row_selectors(expression: exp.Expression) -> Iterator[tuple[str, exp.Expression]]:
+def _row_selectors(expression: exp.Expr) -> Iterator[tuple[str, exp.Expr]]:
     if not isinstance(expression, exp.Select):
         return
     for join in expression.args.get("joins") or []:

@@ -17,6 +17,7 @@ import pyarrow as pa
 from stratus.catalog.errors import InvalidArgument, PermissionDenied
 from stratus.catalog.registry import TableSpec
 from stratus.lakehouse import operations as ops
+from stratus.security.actions import Resource
 from stratus.security.authz import Identity
 from stratus.sql import parse as p
 from stratus.sql.execution import Parameters
@@ -27,13 +28,13 @@ if TYPE_CHECKING:
 
 def _table(svc: SqlService, stmt: p.Statement, who: Identity) -> tuple[str, TableSpec]:
     full_name = svc.resolve_table(stmt.args["name"])
-    svc.authz.require_table(who, full_name, "MODIFY")
+    svc.authz.require(who, "table.modify", Resource("table", full_name))
     if full_name.split(".")[0] == "system" and not who.is_admin:
         raise PermissionDenied(f"{full_name} is a system table: only admins maintain it")
     table = svc.metastore.get_table(full_name)
     if table.table_type == "VIEW":
         raise InvalidArgument(f"{full_name} is a view: {stmt.kind} works on tables")
-    spec, pii = svc._table_info(full_name)
+    spec, pii = svc.table_info(full_name)
     return full_name, svc.protector.physical_spec(spec, pii)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from sqlglot import exp
 from sqlglot.dialects.databricks import Databricks
@@ -62,7 +62,7 @@ _TOKEN_PARSED = ("SHOW", "GRANT", "REVOKE", "ALTER", "RESTORE", "OPTIMIZE", "VAC
 class Statement:
     kind: str
     text: str
-    ast: exp.Expression | None = None  # sqlglot's tree (for the kinds sqlglot parses)
+    ast: exp.Expr | None = None  # sqlglot's tree (for the kinds sqlglot parses)
     args: dict[str, Any] = field(default_factory=dict)  # the rest (token-parsed kinds)
 
 
@@ -121,7 +121,7 @@ def parse(text: str) -> Statement:
 
 
 @functools.lru_cache(maxsize=512)
-def _parsed(text: str) -> tuple[list[Token], exp.Expression | None]:
+def _parsed(text: str) -> tuple[list[Token], exp.Expr | None]:
     """The tokens of the one statement in ``text`` and sqlglot's tree of it (None for the
     statements parsed here from tokens). Cached: repeated statements skip sqlglot's parser."""
     statements = _split(tokenize(text))
@@ -157,14 +157,14 @@ def _describe_history(tokens: list[Token]) -> bool:
     )
 
 
-def _construct(tree: exp.Expression, tokens: list[Token]) -> str:
+def _construct(tree: exp.Expr, tokens: list[Token]) -> str:
     words = [t.text.upper() for t in tokens[:3] if _WORD.fullmatch(t.text)]
     if isinstance(tree, exp.Command):
         return " ".join(words[:2]) or str(tree.this).upper()
     return " ".join(words[:2]) or tree.key.upper()
 
 
-def _classify(tree: exp.Expression, text: str, tokens: list[Token]) -> Statement:
+def _classify(tree: exp.Expr, text: str, tokens: list[Token]) -> Statement:
     if isinstance(tree, exp.Query) and not isinstance(tree, exp.Values):
         _check_query(tree)
         return Statement(SELECT, text, tree)
@@ -203,7 +203,7 @@ def _classify(tree: exp.Expression, text: str, tokens: list[Token]) -> Statement
     raise UnsupportedStatement(_construct(tree, tokens))
 
 
-def _no_placeholders(tree: exp.Expression, what: str) -> None:
+def _no_placeholders(tree: exp.Expr, what: str) -> None:
     if tree.find(exp.Placeholder) is not None:
         raise UnsupportedStatement(f"parameters in {what} (only in queries and INSERT values)")
 
@@ -214,7 +214,7 @@ def _parts(table: exp.Table) -> tuple[str, ...]:
     return tuple(p.name for p in table.parts)
 
 
-def _check_query(query: exp.Expression) -> None:
+def _check_query(query: exp.Expr) -> None:
     """Only catalog tables (and CTEs, subqueries, VALUES, UNNEST) may be read: no table
     functions, no file paths (they would bypass grants and masks), no time travel."""
     for table in query.find_all(exp.Table):
@@ -374,7 +374,7 @@ class _Cursor:
         j = self.i + offset
         return self.tokens[j] if j < len(self.tokens) else None
 
-    def is_word(self, tok: Token | None) -> bool:
+    def is_word(self, tok: Token | None) -> TypeGuard[Token]:
         return (
             tok is not None
             and tok.token_type not in (TokenType.STRING, TokenType.IDENTIFIER)
@@ -384,7 +384,7 @@ class _Cursor:
     def at(self, *words: str) -> bool:
         for k, word in enumerate(words):
             tok = self.peek(k)
-            if not self.is_word(tok) or tok.text.upper() != word:  # type: ignore[union-attr]
+            if not self.is_word(tok) or tok.text.upper() != word:
                 return False
         return True
 
@@ -412,7 +412,7 @@ class _Cursor:
         if not self.is_word(tok):
             raise self.error(what)
         self.i += 1
-        return tok.text  # type: ignore[union-attr]
+        return tok.text
 
     def name_part(self, what: str) -> str:
         tok = self.peek()
@@ -423,7 +423,7 @@ class _Cursor:
 
     def name(self, what: str) -> tuple[str, ...]:
         parts = [self.name_part(what)]
-        while self.peek() is not None and self.peek().token_type == TokenType.DOT:  # type: ignore[union-attr]
+        while (tok := self.peek()) is not None and tok.token_type == TokenType.DOT:
             self.i += 1
             parts.append(self.name_part(what))
         return tuple(parts)
@@ -489,7 +489,8 @@ def _grant(tokens: list[Token], text: str) -> Statement:
         securable_type = "metastore"
     else:
         nxt = cur.peek(1)
-        typed = cur.is_word(cur.peek()) and cur.peek().text.upper() in _SECURABLES  # type: ignore[union-attr]
+        first = cur.peek()
+        typed = cur.is_word(first) and first.text.upper() in _SECURABLES
         if typed and nxt is not None and nxt.token_type != TokenType.DOT:
             securable_type = _SECURABLES[cur.word("a securable type").upper()]
         name = cur.name("a securable name")

@@ -23,10 +23,10 @@ class Clause:
 
     match: str  # "matched" | "not_matched" | "not_matched_by_source"
     action: str  # "update" | "delete" | "insert"
-    condition: exp.Expression | None = None
-    sets: list[tuple[str, exp.Expression]] | None = None  # None: UPDATE SET * / INSERT *
+    condition: exp.Expr | None = None
+    sets: list[tuple[str, exp.Expr]] | None = None  # None: UPDATE SET * / INSERT *
     columns: list[str] | None = None  # INSERT (columns); None with values: every column
-    values: list[exp.Expression] | None = None
+    values: list[exp.Expr] | None = None
 
 
 @dataclass
@@ -64,7 +64,7 @@ def check_version(table: exp.Table) -> Version:
 
 
 # ---- DML ----------------------------------------------------------------------------------------
-def _target(table: exp.Expression, what: str) -> tuple[tuple[str, ...], str]:
+def _target(table: exp.Expr, what: str) -> tuple[tuple[str, ...], str]:
     if not isinstance(table, exp.Table):
         raise UnsupportedStatement(f"{what} into something other than a table")
     if table.args.get("version") is not None:
@@ -75,8 +75,8 @@ def _target(table: exp.Expression, what: str) -> tuple[tuple[str, ...], str]:
     return parts, table.alias_or_name
 
 
-def _sets(items: list[exp.Expression], what: str) -> list[tuple[str, exp.Expression]]:
-    out: list[tuple[str, exp.Expression]] = []
+def _sets(items: list[exp.Expr], what: str) -> list[tuple[str, exp.Expr]]:
+    out: list[tuple[str, exp.Expr]] = []
     for item in items:
         if not isinstance(item, exp.EQ) or not isinstance(item.this, exp.Column):
             raise UnsupportedStatement(f"{what} SET {item.sql('databricks')[:40]}")
@@ -84,13 +84,13 @@ def _sets(items: list[exp.Expression], what: str) -> list[tuple[str, exp.Express
     return out
 
 
-def _queries_in(tree: exp.Expression) -> None:
+def _queries_in(tree: exp.Expr) -> None:
     """Subqueries in conditions and values read tables too: checked like any query."""
     for q in tree.find_all(exp.Query):
         p._check_query(q)
 
 
-def dml(tree: exp.Expression, text: str) -> p.Statement:
+def dml(tree: exp.Expr, text: str) -> p.Statement:
     if isinstance(tree, exp.Update):
         for key in ("from", "from_", "joins", "returning", "order", "limit", "with"):
             if tree.args.get(key):
@@ -159,8 +159,8 @@ def dml(tree: exp.Expression, text: str) -> p.Statement:
             star = len(then.expressions) == 1 and isinstance(then.expressions[0], exp.Star)
             if star and match != "matched":
                 raise UnsupportedStatement("WHEN NOT MATCHED BY SOURCE THEN UPDATE SET *")
-            sets = None if star else _sets(list(then.expressions), "MERGE ... UPDATE")
-            clauses.append(Clause(match, "update", condition, sets))
+            assigned = None if star else _sets(list(then.expressions), "MERGE ... UPDATE")
+            clauses.append(Clause(match, "update", condition, assigned))
         elif isinstance(then, exp.Insert):
             if match != "not_matched":
                 raise SqlSyntaxError("INSERT is only for WHEN NOT MATCHED")
@@ -315,7 +315,8 @@ def command(tokens: list[Token], text: str) -> p.Statement:
         if cur.accept("DRY", "RUN"):
             dry_run = True
         if cur.at("LITE") or cur.at("FULL") or cur.at("USING"):
-            raise UnsupportedStatement(f"VACUUM ... {cur.peek().text.upper()}")  # type: ignore[union-attr]
+            word = cur.peek()  # at() matched it, so it is there
+            raise UnsupportedStatement(f"VACUUM ... {word.text.upper() if word else ''}")
         cur.end()
         return p.Statement(
             p.VACUUM, text, None, {"name": name, "retain_hours": hours, "dry_run": dry_run}

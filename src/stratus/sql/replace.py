@@ -21,57 +21,36 @@ from sqlglot import exp
 from stratus.catalog.errors import InvalidArgument
 from stratus.catalog.specs import KEY_PROPERTY
 from stratus.lakehouse.storage import storage_io
+from stratus.security.actions import Resource
 from stratus.security.authz import Identity
 from stratus.sql import parse as p
 from stratus.sql.errors import SqlSyntaxError
 from stratus.sql.execution import Parameters, bind, valid_column_name
-from stratus.sql.types import arrow_from_sql, column_dict, storable
+from stratus.sql.types import column_dict, fields_of, storable
 from stratus.tables.protect import PII_TAG
+from stratus.tables.service import check_pii_layout
 
 if TYPE_CHECKING:
     from stratus.sql.service import SqlResult, SqlService
 
 
-def _fields(stmt: p.Statement) -> list[pa.Field]:
-    fields = []
-    for col in stmt.args["columns"]:
-        nullable = not any(isinstance(c.kind, exp.NotNullColumnConstraint) for c in col.constraints)
-        comment = next(
-            (
-                c.kind.this.name
-                for c in col.constraints
-                if isinstance(c.kind, exp.CommentColumnConstraint)
-            ),
-            None,
-        )
-        fields.append(
-            pa.field(
-                col.name,
-                arrow_from_sql(col.args["kind"], col.name),
-                nullable,
-                metadata={"comment": comment} if comment else None,
-            )
-        )
-    return fields
-
-
 def replace_table(
     svc: SqlService, sid: str, stmt: p.Statement, params: Parameters, who: Identity
 ) -> SqlResult:
-    from stratus.sql.service import SqlResult, _check_pii_layout
+    from stratus.sql.service import SqlResult
 
     if stmt.args["if_not_exists"]:
         raise SqlSyntaxError("CREATE OR REPLACE TABLE ... IF NOT EXISTS: choose one")
     full_name = svc.resolve_table(stmt.args["name"])
     try:
         table = svc.metastore.get_table(full_name)
-        svc.authz.require_table(who, full_name, "MODIFY")
+        svc.authz.require(who, "table.modify", Resource("table", full_name))
     except Exception:  # not there (or not visible): created as by CREATE TABLE
         fresh = p.Statement(stmt.kind, stmt.text, stmt.ast, {**stmt.args, "replace": False})
         if stmt.kind == p.CREATE_TABLE:
-            return svc._create_table(sid, fresh, params, who)
-        return svc._ctas(sid, fresh, params, who)
-    svc._writable(full_name, "replaced")
+            return svc.create_table(sid, fresh, params, who)
+        return svc.ctas(sid, fresh, params, who)
+    svc.check_writable(full_name, "replaced")
     if table.table_type == "VIEW":
         raise InvalidArgument(f"{full_name} is a view: CREATE OR REPLACE VIEW replaces views")
     old_spec = svc.tables.spec(full_name)
@@ -79,15 +58,15 @@ def replace_table(
     sources: list = []
     edges: tuple = ()
     if stmt.kind == p.CREATE_TABLE:
-        schema = pa.schema(_fields(stmt))
+        schema = pa.schema(fields_of(stmt.args["columns"]))
         data = schema.empty_table()
     else:
-        query: exp.Expression = stmt.args["query"]
+        query: exp.Expr = stmt.args["query"]
         values = bind(query, params)
-        sources = svc._sources(query, who)
-        names, edges = svc._edges(query, sources, None)
-        with svc._run() as run:
-            data = svc._query_table(run, query, sources, values)
+        sources = svc.sources(query, who)
+        names, edges = svc.edges_of(query, sources, None)
+        with svc.new_run() as run:
+            data = svc.query_table(run, query, sources, values)
             run.check()
         fields = [pa.field(f.name, storable(f.name, f.type)) for f in data.schema]
         data = data.cast(pa.schema(fields))
@@ -104,17 +83,17 @@ def replace_table(
     key = [k for k in properties.get(KEY_PROPERTY, "").split(",") if k]
     if any(k not in names for k in key):
         raise InvalidArgument(f"{KEY_PROPERTY} names unknown column(s)")
-    inherited = svc._inherited_pii(edges, sources)
+    inherited = svc.inherited_pii(edges, sources)
     pii = {c: k for c, k in old_pii.items() if c in names} | inherited
     spec = dc_replace(
         old_spec, schema=schema, key=tuple(key), partition_by=partition_by, sort_by=tuple(key)
     )
-    _check_pii_layout(full_name, spec, pii)
+    check_pii_layout(full_name, spec, pii, parameter="statement")
     if not stmt.args["properties"] and old_spec.key and set(old_spec.key) <= set(names):
         spec = dc_replace(spec, key=old_spec.key, sort_by=old_spec.key)
-    event = svc._event(sid, stmt.text, who, full_name, sources, edges, schema)
+    event = svc.lineage_event(sid, stmt.text, who, full_name, sources, edges, schema)
     if sources:
-        svc._lineage_call("start", event)
+        svc.report_lineage("start", event)
     old_columns = list(table.columns or [])
     columns = [
         column_dict(f, i, partition_by.index(f.name) if f.name in partition_by else None)
@@ -143,7 +122,7 @@ def replace_table(
                     schema_mode="overwrite",
                     partition_by=physical.partition_by or None,
                     storage_options=svc.lakehouse.storage.options,
-                    writer_properties=svc.lakehouse._writer_properties(),
+                    writer_properties=svc.lakehouse.writer_properties(),
                 )
             svc.lakehouse.invalidate(physical)
         except Exception:
@@ -158,10 +137,10 @@ def replace_table(
             svc.authz.refresh()
     except Exception as exc:
         if sources:
-            svc._lineage_call("fail", event, str(exc))
+            svc.report_lineage("fail", event, str(exc))
         raise
     if sources:
-        svc._lineage_call("complete", event)
+        svc.report_lineage("complete", event)
     return SqlResult(sid, stmt.kind, pa.table({}), affected_rows=data.num_rows, table=full_name)
 
 

@@ -1,7 +1,8 @@
 """SQL on the lakehouse: Databricks SQL statements, governed like the REST API.
 
 ``SqlService.execute(text, parameters, who)`` parses one statement (:mod:`stratus.sql.parse`),
-checks the caller's privileges exactly as the REST API does, and runs it:
+and runs it; catalog changes go through :class:`~stratus.catalog.commands.CatalogCommands`, so
+privileges and rules are exactly the REST API's:
 
 =========================  ===================================================================
 statement                  needs
@@ -11,7 +12,8 @@ CREATE SCHEMA              USE CATALOG + CREATE SCHEMA on the catalog
 CREATE TABLE [AS SELECT]   USE CATALOG + USE SCHEMA + CREATE TABLE on the schema (the creator
                            owns the table), plus SELECT on what the query reads
 INSERT INTO                MODIFY on the table, plus SELECT on what a query reads
-DROP TABLE                 ownership (of it or a container) or MANAGE
+DROP TABLE                 ownership (of it or a container) or MANAGE; a MANAGED table's
+                           data is deleted with it, an EXTERNAL table's stays
 ALTER ... SET/UNSET TAGS   APPLY TAG or ownership (removing a ``pii`` tag: admins only)
 GRANT / REVOKE             ownership or MANAGE on the securable
 DESCRIBE / SHOW TABLES     USE CATALOG + USE SCHEMA (and only visible tables are listed)
@@ -34,7 +36,6 @@ import contextlib
 import datetime as dt
 import fnmatch
 import logging
-import shutil
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
@@ -44,15 +45,16 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from sqlglot import exp
 
-from stratus.catalog import registry
+from stratus.catalog.commands import is_builtin
 from stratus.catalog.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
-from stratus.catalog.metastore import PRIVILEGES, check_name
+from stratus.catalog.metastore import check_name
 from stratus.catalog.registry import TableSpec
 from stratus.catalog.specs import KEY_PROPERTY
 from stratus.engine.local import duck_type
 from stratus.lineage.model import ColumnEdge, LineageEvent
+from stratus.security.actions import Resource
 from stratus.security.authz import Identity
-from stratus.security.governance import ADMIN, LOCAL_ADMIN
+from stratus.security.governance import LOCAL_ADMIN
 from stratus.sql import handlers, timetravel, views
 from stratus.sql import parse as p
 from stratus.sql.errors import SqlExecutionError, SqlSyntaxError, UnsupportedStatement
@@ -67,25 +69,24 @@ from stratus.sql.execution import (
     valid_column_name,
 )
 from stratus.sql.lineage_edges import DIRECT, LineageUnavailable, column_edges
-from stratus.sql.types import arrow_from_sql, column_dict, storable, type_text
+from stratus.sql.types import column_dict, fields_of, storable, type_text
 from stratus.tables.protect import PII_TAG
+from stratus.tables.service import check_pii_layout
 
 if TYPE_CHECKING:
-    from stratus.context import Stratus
+    from stratus.catalog.commands import CatalogCommands
+    from stratus.catalog.metastore import MetastoreService
+    from stratus.config import Settings
+    from stratus.engine import LocalEngine
+    from stratus.lakehouse.storage import Storage
+    from stratus.lakehouse.tables import Lakehouse
+    from stratus.lineage.model import LineageSink
+    from stratus.security.authz import Authorizer
+    from stratus.tables.service import TableService
 
 log = logging.getLogger(__name__)
 DEFAULT_CATALOG, DEFAULT_SCHEMA = "main", "default"
 MIXED_PII = "pii"  # the kind of a column derived from PII columns of different kinds
-MAX_TAG_VALUE = 1000
-# which privileges make sense where (as the REST API)
-APPLICABLE: dict[str, frozenset[str]] = {
-    "metastore": frozenset(PRIVILEGES),
-    "catalog": frozenset(PRIVILEGES) - {"CREATE CATALOG"},
-    "schema": frozenset(PRIVILEGES) - {"CREATE CATALOG", "USE CATALOG", "CREATE SCHEMA"},
-    "table": frozenset({"SELECT", "MODIFY", "APPLY TAG", "UNMASK", "MANAGE", "ALL PRIVILEGES"}),
-    "volume": frozenset({"READ VOLUME", "WRITE VOLUME", "APPLY TAG", "MANAGE", "ALL PRIVILEGES"}),
-}
-BUILTIN_TABLES = frozenset(t.full_name for t in registry.builtin_tables())
 
 
 @dataclass
@@ -128,24 +129,32 @@ def _rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> pa.Table:
 
 
 class SqlService:
-    def __init__(self, stratus: Stratus) -> None:
-        self.stratus = stratus
-        self.settings = stratus.settings
-        self.tables = stratus.tables
-        self.lakehouse = stratus.lakehouse
-        self.metastore = stratus.governance.metastore
-        self.authz = stratus.governance.authorizer
-        self.protector = stratus.tables.protector
-        self.reader = Reader(stratus.lakehouse, stratus.engine, stratus.tables.protector)
-        self._db = secured_database(stratus.storage)
+    def __init__(
+        self,
+        settings: Settings,
+        storage: Storage,
+        lakehouse: Lakehouse,
+        engine: LocalEngine,
+        tables: TableService,
+        metastore: MetastoreService,
+        authorizer: Authorizer,
+        catalog: CatalogCommands,
+        lineage: LineageSink,
+    ) -> None:
+        self.settings = settings
+        self.tables = tables
+        self.lakehouse = lakehouse
+        self.metastore = metastore
+        self.authz = authorizer
+        self.catalog = catalog
+        self.lineage = lineage
+        self.protector = tables.protector
+        self.reader = Reader(lakehouse, engine, tables.protector)
+        self._db = secured_database(storage)
         self._lock = threading.Lock()
         self._default_ready = False
         self._info: dict[str, tuple[TableSpec, dict[str, str]]] = {}
         self._info_generation = -1
-
-    @classmethod
-    def from_stratus(cls, stratus: Stratus) -> SqlService:
-        return cls(stratus)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -167,10 +176,10 @@ class SqlService:
         handler = {
             p.SELECT: self._select,
             p.CREATE_SCHEMA: self._create_schema,
-            p.CREATE_TABLE: self._create_table,
-            p.CREATE_TABLE_AS_SELECT: self._ctas,
-            p.INSERT: self._insert,
-            p.DROP_TABLE: self._drop,
+            p.CREATE_TABLE: self.create_table,
+            p.CREATE_TABLE_AS_SELECT: self.ctas,
+            p.INSERT: self.insert,
+            p.DROP_TABLE: self.drop,
             p.SET_TAGS: self._tags,
             p.UNSET_TAGS: self._tags,
             p.GRANT: self._grant,
@@ -241,7 +250,7 @@ class SqlService:
             return self.resolve_schema(parts)
         return self.resolve_table(parts)
 
-    def _ensure_default(self, full_name: str) -> None:
+    def ensure_default(self, full_name: str) -> None:
         """``main.default`` exists once anything is created in or listed from it."""
         if self._default_ready or full_name.split(".")[:2] != [DEFAULT_CATALOG, DEFAULT_SCHEMA]:
             return
@@ -249,41 +258,19 @@ class SqlService:
             self.metastore.get_schema("main.default")
         except NotFound:
             with contextlib.suppress(AlreadyExists):
-                self.metastore.create_schema(
-                    DEFAULT_CATALOG, DEFAULT_SCHEMA, ADMIN, comment="Default schema"
+                self.catalog.create_schema(
+                    LOCAL_ADMIN, DEFAULT_CATALOG, DEFAULT_SCHEMA, comment="Default schema"
                 )
-            self.authz.refresh()
         self._default_ready = True
 
-    # ---- authorization (as the REST API) -------------------------------------------------
-    def _see(self, who: Identity, kind: str, name: str) -> None:
-        if not self.authz.can_see(who, kind, name):
-            raise NotFound(f"{kind} {name or 'metastore'} does not exist")
-
-    def _use(self, who: Identity, kind: str, name: str) -> None:
-        self._see(who, kind, name)
-        self.authz.require_use(who, kind, name)
-
-    def _manage(self, who: Identity, kind: str, name: str) -> None:
-        self._use(who, kind, name)
-        self.authz.require(who, kind, name, ["OWNER", "MANAGE"])
-
-    def _create_in_schema(self, who: Identity, schema: str, privilege: str) -> None:
-        catalog = schema.split(".")[0]
-        self.authz.require(who, "catalog", catalog, "USE CATALOG")
-        self.authz.require(who, "schema", schema, "USE SCHEMA")
-        self.authz.require(who, "schema", schema, privilege)
-        if catalog == "system":
-            raise PermissionDenied("catalog system is read-only: nothing can be created in it")
-
-    def _writable(self, full_name: str, doing: str) -> None:
-        if full_name in BUILTIN_TABLES or full_name.split(".")[0] == "system":
+    def check_writable(self, full_name: str, doing: str) -> None:
+        if is_builtin("table", full_name):
             raise PermissionDenied(
                 f"table {full_name} is built in and cannot be {doing} with SQL "
                 "(weather tables are written by `stratus ingest`)"
             )
 
-    def _sources(self, query: exp.Expression, who: Identity) -> list[Source]:
+    def sources(self, query: exp.Expr, who: Identity) -> list[Source]:
         """Every catalog table ``query`` reads, resolved and authorized (SELECT) before any
         data is read; their references are rewritten to full names."""
         used = views.expand(self, query, who)  # a view's tables are read with its owner's rights
@@ -296,17 +283,18 @@ class SqlService:
             full_name = self.resolve_table(_table_parts(node))
             reader: Identity = node.meta.get(views.READ_AS, who)
             if (full_name, reader.name) not in allowed:
-                self.authz.require_table(reader, full_name, "SELECT")
+                self.authz.require(reader, "table.read", Resource("table", full_name))
                 allowed.add((full_name, reader.name))
             version = timetravel.pinned(node)
-            src = found.get((full_name, version and version.text()))
+            pin = version.text() if version is not None else None
+            src = found.get((full_name, pin))
             if src is None:
-                spec, pii = self._table_info(full_name)
-                held = self.authz.privileges(who, "table", full_name)
-                src = Source(full_name, spec, pii, unmask=bool({"UNMASK", "OWNER"} & held))
+                spec, pii = self.table_info(full_name)
+                unmask = self.authz.allowed(who, "table.unmask", Resource("table", full_name))
+                src = Source(full_name, spec, pii, unmask=unmask)
                 if version is not None:
                     timetravel.pin(self, src, version)
-                found[(full_name, version and version.text())] = src
+                found[(full_name, pin)] = src
             src.nodes.append(node)
             catalog, schema, name = full_name.split(".")
             if node.args.get("alias") is None:
@@ -316,7 +304,7 @@ class SqlService:
             node.set("catalog", exp.to_identifier(catalog))
         return views.Sources(found.values(), used)
 
-    def _table_info(self, full_name: str) -> tuple[TableSpec, dict[str, str]]:
+    def table_info(self, full_name: str) -> tuple[TableSpec, dict[str, str]]:
         """A table's spec and PII columns, cached until the metastore's generation moves (tags,
         tables and grants all move it; the authorizer notices within its check interval)."""
         generation = self.authz.snapshot().generation
@@ -332,7 +320,7 @@ class SqlService:
                     self._info[full_name] = found
         return found
 
-    def _run(self) -> Run:
+    def new_run(self) -> Run:
         return Run(self._db, self._lock, self.settings.sql_timeout_seconds)
 
     # ---- SELECT --------------------------------------------------------------------------
@@ -340,8 +328,8 @@ class SqlService:
         query = stmt.ast
         assert query is not None
         values = bind(query, params)
-        sources = self._sources(query, who)
-        with self._run() as run:
+        sources = self.sources(query, who)
+        with self.new_run() as run:
             self.reader.load(run, sources, query, values)
             rewrite(sources)
             data, truncated = run.rows(
@@ -349,16 +337,16 @@ class SqlService:
             )
         return SqlResult(sid, stmt.kind, data, truncated=truncated)
 
-    def _query_table(
-        self, run: Run, query: exp.Expression, sources: list[Source], values: Mapping
+    def query_table(
+        self, run: Run, query: exp.Expr, sources: list[Source], values: Mapping
     ) -> pa.Table:
         self.reader.load(run, sources, query, values)
         rewrite(sources)
         return run.table(query.sql(dialect="duckdb"), values)
 
     # ---- lineage -------------------------------------------------------------------------
-    def _edges(
-        self, query: exp.Expression, sources: list[Source], targets: Sequence[str] | None
+    def edges_of(
+        self, query: exp.Expr, sources: list[Source], targets: Sequence[str] | None
     ) -> tuple[list[str], tuple[ColumnEdge, ...]]:
         schemas = {s.full_name: {f.name: type_text(f.type) for f in s.spec.schema} for s in sources}
         try:
@@ -373,7 +361,7 @@ class SqlService:
             log.warning("no column lineage for a statement: %s", exc)
             return [], ()
 
-    def _inherited_pii(
+    def inherited_pii(
         self, edges: Sequence[ColumnEdge], sources: Sequence[Source]
     ) -> dict[str, str]:
         """Target column -> PII kind from its DIRECT sources (``pii`` if they differ)."""
@@ -386,7 +374,7 @@ class SqlService:
                     kinds.setdefault(e.target_column, set()).add(kind)
         return {c: next(iter(k)) if len(k) == 1 else MIXED_PII for c, k in kinds.items()}
 
-    def _event(
+    def lineage_event(
         self,
         sid: str,
         text: str,
@@ -409,12 +397,12 @@ class SqlService:
             target_schema=_schema_pairs(schema) if schema is not None else (),
         )
 
-    def _lineage_call(self, method: str, event: LineageEvent, *args: Any) -> None:
+    def report_lineage(self, method: str, event: LineageEvent, *args: Any) -> None:
         if method == "start":
-            self.stratus.lineage.start(event)  # before any work: a failure here stops it
+            self.lineage.start(event)  # before any work: a failure here stops it
             return
         try:
-            getattr(self.stratus.lineage, method)(event, *args)
+            getattr(self.lineage, method)(event, *args)
         except Exception:
             log.exception("lineage %s of statement %s not reported", method, event.run_id)
 
@@ -424,17 +412,11 @@ class SqlService:
     ) -> SqlResult:
         full_name = self.resolve_schema(stmt.args["name"])
         catalog, schema = full_name.split(".")
-        check_name(schema, "schema")
-        self.authz.require(who, "catalog", catalog, "USE CATALOG")
-        self.authz.require(who, "catalog", catalog, "CREATE SCHEMA")
-        if catalog == "system":
-            raise PermissionDenied("catalog system is read-only: nothing can be created in it")
         try:
-            self.metastore.create_schema(catalog, schema, who.name, comment=stmt.args["comment"])
+            self.catalog.create_schema(who, catalog, schema, comment=stmt.args["comment"])
         except AlreadyExists:
             if not stmt.args["if_not_exists"]:
                 raise
-        self.authz.refresh()
         return SqlResult(sid, stmt.kind, _empty(), table=None)
 
     # ---- CREATE TABLE --------------------------------------------------------------------
@@ -443,8 +425,8 @@ class SqlService:
         full_name = self.resolve_table(stmt.args["name"])
         catalog, schema, name = full_name.split(".")
         check_name(name, "table")
-        self._ensure_default(full_name)
-        self._create_in_schema(who, f"{catalog}.{schema}", "CREATE TABLE")
+        self.ensure_default(full_name)
+        self.catalog.require(who, "schema.create_table", "schema", f"{catalog}.{schema}")
         try:
             self.metastore.get_table(full_name)
         except NotFound:
@@ -487,77 +469,29 @@ class SqlService:
             column_dict(f, i, partition_by.index(f.name) if f.name in partition_by else None)
             for i, f in enumerate(schema)
         ]
-        self.metastore.create_table(
+        self.catalog.create_table(
+            who,
             catalog,
             schema_name,
             name,
-            who.name,
             columns=columns,
-            storage_location=self.lakehouse.storage.table_url(f"{catalog}/{schema_name}/{name}"),
             comment=comment,
-            properties=dict(properties),
+            properties=properties,
         )
-        self.authz.refresh()
         return self.tables.spec(full_name)
 
     def _unregister(self, full_name: str) -> None:
+        """Undo a registration whose first write failed (the system undoes its own step)."""
         with contextlib.suppress(NotFound):
-            self.metastore.delete_table(full_name)
-        self.authz.refresh()
+            self.catalog.drop(LOCAL_ADMIN, "table", full_name, if_exists=True)
 
-    def _remove_location(self, spec: TableSpec) -> None:
-        """Delete the Delta table at a table's location (its log and files): what a dropped
-        table leaves behind must not reappear in a new table of the same name."""
-        url = self.lakehouse.url(spec)
-        storage = self.lakehouse.storage
-        if storage.is_local:
-            shutil.rmtree(storage.local_path(url), ignore_errors=True)
-        else:
-            from deltalake.fs import DeltaStorageHandler
-
-            handler = DeltaStorageHandler(url, storage.options)
-            handler.delete_dir_contents("", accept_root_dir=True, missing_dir_ok=True)
-        self.lakehouse.invalidate(spec)
-
-    def _write_new(self, spec: TableSpec, data: pa.Table) -> int:
-        """The first version of a new table, in one commit."""
-        pii = self.protector.pii_columns(spec.full_name)
-        physical = self.protector.physical_spec(spec, pii)
-        self.lakehouse.invalidate(physical)
-        if self.lakehouse.table(physical) is not None:  # left by a table dropped elsewhere
-            self._remove_location(physical)
-        if data.num_rows == 0:
-            self.lakehouse.ensure(physical)
-            return 0
-        return self.tables._overwrite(physical, self.protector.encrypt(spec, data, pii))
-
-    def _create_table(
+    def create_table(
         self, sid: str, stmt: p.Statement, params: Parameters, who: Identity
     ) -> SqlResult:
         full_name, skip = self._prepare_create(stmt, who)
         if skip:
             return SqlResult(sid, stmt.kind, _empty(), table=full_name)
-        fields = []
-        for col in stmt.args["columns"]:
-            nullable = not any(
-                isinstance(c.kind, exp.NotNullColumnConstraint) for c in col.constraints
-            )
-            comment = next(
-                (
-                    c.kind.this.name
-                    for c in col.constraints
-                    if isinstance(c.kind, exp.CommentColumnConstraint)
-                ),
-                None,
-            )
-            fields.append(
-                pa.field(
-                    col.name,
-                    arrow_from_sql(col.args["kind"], col.name),
-                    nullable,
-                    metadata={"comment": comment} if comment else None,
-                )
-            )
+        fields = fields_of(stmt.args["columns"])
         spec = self._register(
             full_name,
             pa.schema(fields),
@@ -567,26 +501,26 @@ class SqlService:
             stmt.args["properties"],
         )
         try:
-            self._write_new(spec, spec.schema.empty_table())
+            self.tables.write_new(spec, spec.schema.empty_table())
         except Exception:
             self._unregister(full_name)
             raise
         return SqlResult(sid, stmt.kind, _empty(), table=full_name)
 
-    def _ctas(self, sid: str, stmt: p.Statement, params: Parameters, who: Identity) -> SqlResult:
+    def ctas(self, sid: str, stmt: p.Statement, params: Parameters, who: Identity) -> SqlResult:
         full_name, skip = self._prepare_create(stmt, who)
         if skip:
             return SqlResult(sid, stmt.kind, _empty(), table=full_name)
-        query: exp.Expression = stmt.args["query"]
+        query: exp.Expr = stmt.args["query"]
         values = bind(query, params)
-        sources = self._sources(query, who)
-        names, edges = self._edges(query, sources, None)
-        event = self._event(sid, stmt.text, who, full_name, sources, edges, None)
+        sources = self.sources(query, who)
+        names, edges = self.edges_of(query, sources, None)
+        event = self.lineage_event(sid, stmt.text, who, full_name, sources, edges, None)
         if sources:
-            self._lineage_call("start", event)
+            self.report_lineage("start", event)
         try:
-            with self._run() as run:
-                data = self._query_table(run, query, sources, values)
+            with self.new_run() as run:
+                data = self.query_table(run, query, sources, values)
                 run.check()
             fields = [pa.field(f.name, storable(f.name, f.type)) for f in data.schema]
             data = data.cast(pa.schema(fields))
@@ -602,30 +536,30 @@ class SqlService:
                 stmt.args["properties"],
             )
             try:
-                inherited = self._inherited_pii(edges, sources)
-                _check_pii_layout(full_name, spec, inherited)
+                inherited = self.inherited_pii(edges, sources)
+                check_pii_layout(full_name, spec, inherited, parameter="statement")
                 table_id = self.metastore.get_table(full_name).id
                 for column, kind in inherited.items():
                     if column in data.column_names:
                         self.metastore.set_tags("table", table_id, {PII_TAG: kind}, column=column)
-                self._write_new(spec, data)
+                self.tables.write_new(spec, data)
             except Exception:
                 self._unregister(full_name)
                 raise
         except Exception as exc:
             if sources:
-                self._lineage_call("fail", event, _reason(exc))
+                self.report_lineage("fail", event, _reason(exc))
             raise
         if sources:
             done = replace(event, column_edges=edges, target_schema=_schema_pairs(spec.schema))
-            self._lineage_call("complete", done)
+            self.report_lineage("complete", done)
         return SqlResult(sid, stmt.kind, _empty(), affected_rows=data.num_rows, table=full_name)
 
     # ---- INSERT --------------------------------------------------------------------------
-    def _insert(self, sid: str, stmt: p.Statement, params: Parameters, who: Identity) -> SqlResult:
+    def insert(self, sid: str, stmt: p.Statement, params: Parameters, who: Identity) -> SqlResult:
         full_name = self.resolve_table(stmt.args["name"])
-        self.authz.require_table(who, full_name, "MODIFY")
-        self._writable(full_name, "written")
+        self.authz.require(who, "table.modify", Resource("table", full_name))
+        self.check_writable(full_name, "written")
         spec = self.tables.spec(full_name)
         names = list(spec.schema.names)
         by_lower = {n.lower(): n for n in names}
@@ -645,19 +579,19 @@ class SqlService:
         sources: list[Source] = []
         edges: tuple[ColumnEdge, ...] = ()
         if not isinstance(source, exp.Values):
-            sources = self._sources(source, who)
-            _, edges = self._edges(source, sources, targets)
-        event = self._event(sid, stmt.text, who, full_name, sources, edges, spec.schema)
+            sources = self.sources(source, who)
+            _, edges = self.edges_of(source, sources, targets)
+        event = self.lineage_event(sid, stmt.text, who, full_name, sources, edges, spec.schema)
         if sources:
-            self._lineage_call("start", event)
+            self.report_lineage("start", event)
         try:
             affected = self._insert_rows(full_name, spec, targets, source, sources, values, edges)
         except Exception as exc:
             if sources:
-                self._lineage_call("fail", event, _reason(exc))
+                self.report_lineage("fail", event, _reason(exc))
             raise
         if sources:
-            self._lineage_call("complete", event)
+            self.report_lineage("complete", event)
         return SqlResult(sid, stmt.kind, _empty(), affected_rows=affected, table=full_name)
 
     def _insert_rows(
@@ -665,13 +599,13 @@ class SqlService:
         full_name: str,
         spec: TableSpec,
         targets: list[str],
-        source: exp.Expression,
+        source: exp.Expr,
         sources: list[Source],
         values: Mapping,
         edges: Sequence[ColumnEdge],
     ) -> int:
-        with self._run() as run:
-            incoming = self._query_table(run, source, sources, values)
+        with self.new_run() as run:
+            incoming = self.query_table(run, source, sources, values)
             if incoming.num_columns != len(targets):
                 raise SqlExecutionError(
                     f"INSERT gives {incoming.num_columns} value(s) per row for "
@@ -699,8 +633,13 @@ class SqlService:
         if data.num_rows == 0:
             return 0
         pii = self.protector.pii_columns(full_name)
-        inherited = self._inherited_pii(edges, sources)
-        _check_pii_layout(full_name, spec, {c: k for c, k in inherited.items() if c not in pii})
+        inherited = self.inherited_pii(edges, sources)
+        check_pii_layout(
+            full_name,
+            spec,
+            {c: k for c, k in inherited.items() if c not in pii},
+            parameter="statement",
+        )
         for column, kind in inherited.items():
             if column not in pii:  # PII flowing into a plaintext column: protect it first
                 self.tables.set_pii(full_name, column, kind)
@@ -720,20 +659,10 @@ class SqlService:
         return data.num_rows
 
     # ---- DROP TABLE ----------------------------------------------------------------------
-    def _drop(self, sid: str, stmt: p.Statement, params: Parameters, who: Identity) -> SqlResult:
+    def drop(self, sid: str, stmt: p.Statement, params: Parameters, who: Identity) -> SqlResult:
         full_name = self.resolve_table(stmt.args["name"])
-        try:
-            self._manage(who, "table", full_name)
-            self.metastore.get_table(full_name)
-        except NotFound:
-            if stmt.args["if_exists"]:
-                return SqlResult(sid, stmt.kind, _empty(), table=full_name)
-            raise
-        self._writable(full_name, "dropped")
-        spec = self.tables.spec(full_name)
-        self.metastore.delete_table(full_name)
-        self.authz.refresh()
-        self._remove_location(spec)  # managed tables: the data goes with the table
+        # a MANAGED table's data goes with it, an EXTERNAL table's stays (as the REST API)
+        self.catalog.drop(who, "table", full_name, if_exists=stmt.args["if_exists"])
         return SqlResult(sid, stmt.kind, _empty(), table=full_name)
 
     # ---- tags ----------------------------------------------------------------------------
@@ -742,72 +671,18 @@ class SqlService:
         name = self._securable_name(kind, stmt.args["name"])
         column: str | None = stmt.args["column"]
         tags: dict[str, str | None] = stmt.args["tags"]
-        for key, value in tags.items():
-            if not key or len(key) > 255 or "," in key:
-                raise InvalidArgument(f"tag key {key!r}: 1 to 255 characters without ','")
-            if value is not None and len(value) > MAX_TAG_VALUE:
-                raise InvalidArgument(f"tag {key}: values are at most {MAX_TAG_VALUE} characters")
-        self._use(who, kind, name)
-        self.authz.require(who, kind, name, ["APPLY TAG", "OWNER"])
-        obj = self.metastore.securable(kind, name)
-        if column is not None:
-            by_lower = {c.get("name", "").lower(): c.get("name") for c in obj.columns or []}
-            if column.lower() not in by_lower:
-                raise InvalidArgument(f"table {name} has no column {column!r}")
-            column = by_lower[column.lower()]
-        target = name if kind == "table" else None
         if stmt.kind == p.SET_TAGS:
-            rest = dict(tags)
-            if column is not None and PII_TAG in rest:
-                kind_ = rest.pop(PII_TAG) or PII_TAG
-                self._pii_change(name, column, kind_)
-            if rest:
-                self.metastore.set_tags(kind, obj.id, rest, column)
+            self.catalog.set_tags(who, kind, name, tags, column)
         else:
-            keys = list(tags)
-            if column is not None and PII_TAG in keys:
-                if not who.is_admin:
-                    raise PermissionDenied(
-                        f"{who.name} cannot remove the pii tag: it decrypts the column "
-                        "(metastore admins only)"
-                    )
-                self._pii_change(name, column, None)
-                keys.remove(PII_TAG)
-            if keys:
-                self.metastore.unset_tags(kind, obj.id, keys, column)
-        return SqlResult(sid, stmt.kind, _empty(), table=target)
-
-    def _pii_change(self, table: str, column: str, kind: str | None) -> None:
-        if table in BUILTIN_TABLES:
-            raise InvalidArgument(f"{table} is a built-in table: its columns cannot be PII")
-        if kind is not None:
-            _check_pii_layout(table, self.tables.spec(table), {column: kind})
-        self.tables.set_pii(table, column, kind)
+            self.catalog.unset_tags(who, kind, name, list(tags), column)
+        return SqlResult(sid, stmt.kind, _empty(), table=name if kind == "table" else None)
 
     # ---- GRANT / REVOKE ------------------------------------------------------------------
     def _grant(self, sid: str, stmt: p.Statement, params: Parameters, who: Identity) -> SqlResult:
         kind = stmt.args["securable_type"]
         name = self._securable_name(kind, stmt.args["name"])
-        privileges: list[str] = stmt.args["privileges"]
-        granting = stmt.kind == p.GRANT
-        for priv in privileges:
-            if priv not in PRIVILEGES:
-                raise InvalidArgument(f"unknown privilege {priv}", parameter="statement")
-            if granting and priv not in APPLICABLE[kind]:
-                raise InvalidArgument(f"{priv} cannot be granted on a {kind}")
-        if kind != "metastore":
-            self._see(who, kind, name)
-        self.authz.require(who, kind, name, ["OWNER", "MANAGE"])
-        obj = self.metastore.securable(kind, name)
-        op = "add" if granting else "remove"
-        if not granting and "ALL PRIVILEGES" in privileges:  # as Databricks: every privilege
-            privileges = list(PRIVILEGES)
-        changes = [
-            {"principal": who_, "add": [], "remove": [], op: privileges}
-            for who_ in stmt.args["principals"]
-        ]
-        self.metastore.update_grants(kind, obj.id, changes)
-        self.authz.refresh()
+        principals, privileges = stmt.args["principals"], stmt.args["privileges"]
+        self.catalog.grant(who, kind, name, principals, privileges, revoke=stmt.kind == p.REVOKE)
         return SqlResult(sid, stmt.kind, _empty(), table=name if kind == "table" else None)
 
     # ---- DESCRIBE / SHOW -----------------------------------------------------------------
@@ -815,8 +690,7 @@ class SqlService:
         self, sid: str, stmt: p.Statement, params: Parameters, who: Identity
     ) -> SqlResult:
         full_name = self.resolve_table(stmt.args["name"])
-        self._use(who, "table", full_name)
-        table = self.metastore.get_table(full_name)
+        table = self.catalog.get(who, "table", full_name)
         rows = [
             (c["name"], c.get("type_text") or str(c.get("type_name", "")).lower(), c.get("comment"))
             for c in sorted(table.columns or [], key=lambda c: c.get("position", 0))
@@ -830,24 +704,11 @@ class SqlService:
     ) -> SqlResult:
         parts = stmt.args["container"]
         schema = self.resolve_schema(parts) if parts else "main.default"
-        self._ensure_default(schema)
-        catalog, schema_name = schema.split(".")
-        self.authz.require(who, "catalog", catalog, "USE CATALOG")
-        self.authz.require(who, "schema", schema, "USE SCHEMA")
-        names: list[str] = []
-        token = None
-        while True:
-            page = self.metastore.list_tables(catalog, schema_name, 10_000, token)
-            names += [t.name for t in page.items]
-            token = page.next_page_token
-            if not token:
-                break
+        self.ensure_default(schema)
+        schema_name = schema.split(".")[1]
+        tables, _ = self.catalog.list_visible(who, "table", schema)
         pattern = stmt.args["pattern"]
-        rows = [
-            (schema_name, n, False)
-            for n in names
-            if self.authz.can_see(who, "table", f"{schema}.{n}") and _like(n, pattern)
-        ]
+        rows = [(schema_name, t.name, False) for t in tables if _like(t.name, pattern)]
         return SqlResult(sid, stmt.kind, _rows(["database", "tableName", "isTemporary"], rows))
 
     def _show_schemas(
@@ -857,44 +718,14 @@ class SqlService:
         if parts and len(parts) != 1:
             raise InvalidArgument("SHOW SCHEMAS IN names a catalog")
         catalog = parts[0] if parts else DEFAULT_CATALOG
-        self.authz.require(who, "catalog", catalog, "USE CATALOG")
-        names: list[str] = []
-        token = None
-        while True:
-            page = self.metastore.list_schemas(catalog, 10_000, token)
-            names += [s.name for s in page.items]
-            token = page.next_page_token
-            if not token:
-                break
+        schemas, _ = self.catalog.list_visible(who, "schema", catalog)
         pattern = stmt.args["pattern"]
-        rows = [
-            (n,)
-            for n in names
-            if self.authz.can_see(who, "schema", f"{catalog}.{n}") and _like(n, pattern)
-        ]
+        rows = [(s.name,) for s in schemas if _like(s.name, pattern)]
         return SqlResult(sid, stmt.kind, _rows(["databaseName"], rows))
 
 
 # ---- helpers ----------------------------------------------------------------------------------
-def _check_pii_layout(table: str, spec: TableSpec, pii: Mapping[str, str]) -> None:
-    """PII columns are encrypted with a fresh nonce per value: they cannot be partition
-    columns (one folder per ciphertext) or keys (matched and ordered in plaintext)."""
-    for column in pii:
-        if column in spec.partition_by:
-            raise InvalidArgument(
-                f"column {column} of {table} would hold PII, but it is a partition column "
-                "(PII is encrypted: partition by another column)",
-                parameter="statement",
-            )
-        if column in spec.key:
-            raise InvalidArgument(
-                f"column {column} of {table} would hold PII, but it is a key column "
-                "(keys cannot be PII: use a surrogate key)",
-                parameter="statement",
-            )
-
-
-def _cte_names(tree: exp.Expression) -> set[str]:
+def _cte_names(tree: exp.Expr) -> set[str]:
     return {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
 
 

@@ -19,6 +19,7 @@ from sqlglot import exp
 
 from stratus.catalog.errors import InvalidArgument, PermissionDenied
 from stratus.lakehouse import operations as ops
+from stratus.security.actions import Resource
 from stratus.security.authz import Identity
 from stratus.sql import parse as p
 from stratus.sql import parse_ext
@@ -34,7 +35,7 @@ _PINNED = "stratus_version"
 def pinned(node: exp.Table) -> parse_ext.Version | None:
     """The version a table reference asks for (taken off the node: DuckDB reads files)."""
     if _PINNED in node.meta:
-        return node.meta[_PINNED]  # type: ignore[no-any-return]
+        return node.meta[_PINNED]
     if node.args.get("version") is None:
         return None
     version = parse_ext.check_version(node)
@@ -65,9 +66,9 @@ def describe_history(svc: SqlService) -> Callable[..., SqlResult]:
         from stratus.sql.service import SqlResult
 
         full_name = svc.resolve_table(stmt.args["name"])
-        svc.authz.require_table(who, full_name, "SELECT")
+        svc.authz.require(who, "table.read", Resource("table", full_name))
         _not_a_view(svc, full_name, "DESCRIBE HISTORY")
-        spec, pii = svc._table_info(full_name)
+        spec, pii = svc.table_info(full_name)
         physical = svc.protector.physical_spec(spec, pii)
         entries = ops.history(svc.lakehouse, physical, stmt.args["limit"])
         data = pa.table(
@@ -95,11 +96,11 @@ def restore(svc: SqlService) -> Callable[..., SqlResult]:
         from stratus.sql.service import SqlResult
 
         full_name = svc.resolve_table(stmt.args["name"])
-        svc.authz.require_table(who, full_name, "MODIFY")
+        svc.authz.require(who, "table.modify", Resource("table", full_name))
         if full_name.split(".")[0] == "system":
             raise PermissionDenied(f"{full_name} is a system table: RESTORE cannot change it")
         _not_a_view(svc, full_name, "RESTORE")
-        spec, pii = svc._table_info(full_name)
+        spec, pii = svc.table_info(full_name)
         physical = svc.protector.physical_spec(spec, pii)
         version = parse_ext.Version(stmt.args["version"], stmt.args["timestamp"])
         target = ops.snapshot(svc.lakehouse, physical, version.number, version.timestamp)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 from sqlglot import exp
+from sqlglot.expressions.datatypes import DType as DT
 
 from stratus.catalog.types import uc_type
 from stratus.sql.errors import UnsupportedStatement
-
-DT = exp.DataType.Type
 
 _FROM_SQL: dict[DT, pa.DataType] = {
     DT.TINYINT: pa.int8(),
@@ -104,3 +103,27 @@ def column_dict(field: pa.Field, position: int, partition_index: int | None) -> 
     if comment:
         info["comment"] = comment.decode()
     return info
+
+
+def fields_of(columns: list[exp.ColumnDef]) -> list[pa.Field]:
+    """Arrow fields for the column definitions of CREATE TABLE (NOT NULL, COMMENT kept)."""
+    fields = []
+    for col in columns:
+        nullable = not any(isinstance(c.kind, exp.NotNullColumnConstraint) for c in col.constraints)
+        comment = next(
+            (
+                c.kind.this.name
+                for c in col.constraints
+                if isinstance(c.kind, exp.CommentColumnConstraint)
+            ),
+            None,
+        )
+        fields.append(
+            pa.field(
+                col.name,
+                arrow_from_sql(col.args["kind"], col.name),
+                nullable,
+                metadata={"comment": comment} if comment else None,
+            )
+        )
+    return fields

@@ -18,13 +18,14 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
 from sqlglot import exp
 
 from stratus.catalog.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from stratus.catalog.metastore import check_name
+from stratus.security.actions import Resource
 from stratus.security.authz import Identity
 from stratus.sql import parse as p
 from stratus.sql.errors import UnsupportedStatement
@@ -74,11 +75,11 @@ def _owner(svc: SqlService, name: str) -> Identity:
         raise PermissionDenied(f"the owner of a view ({name}) no longer exists") from None
 
 
-def _cte_names(tree: exp.Expression) -> set[str]:
+def _cte_names(tree: exp.Expr) -> set[str]:
     return {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
 
 
-def expand(svc: SqlService, query: exp.Expression, who: Identity) -> list[str]:
+def expand(svc: SqlService, query: exp.Expr, who: Identity) -> list[str]:
     """Replace every view reference in ``query`` by the view's query; the views read."""
     used: list[str] = []
     for _ in range(MAX_DEPTH):
@@ -97,7 +98,7 @@ def expand(svc: SqlService, query: exp.Expression, who: Identity) -> list[str]:
             if view is None:
                 continue
             reader: Identity = node.meta.get(READ_AS, who)
-            svc.authz.require_table(reader, full_name, "SELECT")
+            svc.authz.require(reader, "table.read", Resource("table", full_name))
             if node.args.get("version") is not None:
                 raise UnsupportedStatement(f"time travel on a view ({full_name})")
             definition, owner = view
@@ -115,7 +116,7 @@ def expand(svc: SqlService, query: exp.Expression, who: Identity) -> list[str]:
     raise UnsupportedStatement(f"views nested more than {MAX_DEPTH} deep (or a view cycle)")
 
 
-class Sources(list):  # type: ignore[type-arg]
+class Sources(list):
     """The sources of a query, and the views it reads through (for table lineage)."""
 
     def __init__(self, items: Iterable[Source], views: Sequence[str] = ()) -> None:
@@ -130,7 +131,7 @@ def source_tables(sources: Sequence[Source]) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*names, *getattr(sources, "views", ())]))
 
 
-def _qualified(svc: SqlService, query: exp.Expression) -> exp.Expression:
+def _qualified(svc: SqlService, query: exp.Expr) -> exp.Expr:
     """A copy of ``query`` with every table name fully qualified (the stored definition)."""
     tree = query.copy()
     ctes = _cte_names(tree)
@@ -153,8 +154,8 @@ def create_view(svc: SqlService) -> Callable[..., SqlResult]:
         full_name = svc.resolve_table(stmt.args["name"])
         catalog, schema, name = full_name.split(".")
         check_name(name, "view")
-        svc._ensure_default(full_name)
-        svc._create_in_schema(who, f"{catalog}.{schema}", "CREATE TABLE")
+        svc.ensure_default(full_name)
+        svc.catalog.require(who, "schema.create_table", "schema", f"{catalog}.{schema}")
         existing = None
         with contextlib.suppress(NotFound):
             existing = svc.metastore.get_table(full_name)
@@ -165,8 +166,8 @@ def create_view(svc: SqlService) -> Callable[..., SqlResult]:
                 raise AlreadyExists(f"view {full_name} already exists")
             if existing.table_type != "VIEW" or VIEW_DEFINITION not in (existing.properties or {}):
                 raise InvalidArgument(f"{full_name} is a table, not a view: DROP TABLE it first")
-            svc._manage(who, "table", full_name)
-        query: exp.Expression = stmt.args["query"]
+            svc.catalog.require(who, "securable.manage", "table", full_name)
+        query: exp.Expr = stmt.args["query"]
         definition = _qualified(svc, query)
         if full_name in {
             svc.resolve_table(tuple(x.name for x in t.parts))
@@ -175,7 +176,7 @@ def create_view(svc: SqlService) -> Callable[..., SqlResult]:
             raise InvalidArgument(f"view {full_name} cannot read itself", parameter="statement")
         columns = stmt.args["columns"]
         if columns is not None:  # CREATE VIEW v (a, b): the outputs renamed
-            inner = definition.subquery("v")
+            inner = cast(exp.Query, definition).subquery("v")  # a view is defined by a query
             inner.set(
                 "alias",
                 exp.TableAlias(
@@ -187,28 +188,29 @@ def create_view(svc: SqlService) -> Callable[..., SqlResult]:
         text = definition.sql(dialect="databricks")
         probe = p.parse(text).ast
         assert probe is not None
-        sources = svc._sources(probe, who)  # SELECT on every source, as the creator
-        _, edges = svc._edges(probe, sources, None)
-        shape = exp.select("*").from_(probe.subquery("__view", copy=False), copy=False)
+        sources = svc.sources(probe, who)  # SELECT on every source, as the creator
+        _, edges = svc.edges_of(probe, sources, None)
+        view_query = cast(exp.Query, probe)  # the text printed from the query above
+        shape = exp.select("*").from_(view_query.subquery("__view", copy=False), copy=False)
         shape = shape.limit(0, copy=False)
-        with svc._run() as r:
-            data = svc._query_table(r, shape, sources, {})
+        with svc.new_run() as r:
+            data = svc.query_table(r, shape, sources, {})
         fields = [pa.field(f.name, storable(f.name, f.type)) for f in data.schema]
         if len({f.name.lower() for f in fields}) != len(fields):
             raise InvalidArgument(
                 "a view's columns need distinct names (use AS)", parameter="statement"
             )
         info = [column_dict(f, i, None) for i, f in enumerate(fields)]
-        event = svc._event(sid, stmt.text, who, full_name, sources, edges, pa.schema(fields))
+        event = svc.lineage_event(sid, stmt.text, who, full_name, sources, edges, pa.schema(fields))
         if sources:
-            svc._lineage_call("start", event)
+            svc.report_lineage("start", event)
         try:
             if existing is None:
-                svc.metastore.create_table(
+                svc.catalog.create_table(
+                    who,
                     catalog,
                     schema,
                     name,
-                    who.name,
                     columns=info,
                     table_type="VIEW",
                     comment=stmt.args["comment"],
@@ -223,7 +225,7 @@ def create_view(svc: SqlService) -> Callable[..., SqlResult]:
                 )
                 svc.metastore.set_columns(full_name, who.name, info)
             view_id = svc.metastore.get_table(full_name).id
-            inherited = svc._inherited_pii(edges, sources)
+            inherited = svc.inherited_pii(edges, sources)
             old = {t.column_name for t in svc.metastore.tags("table", view_id) if t.key == PII_TAG}
             stale = [c for c in old if c and c not in inherited]
             for column in stale:
@@ -233,10 +235,10 @@ def create_view(svc: SqlService) -> Callable[..., SqlResult]:
             svc.authz.refresh()
         except Exception as exc:
             if sources:
-                svc._lineage_call("fail", event, str(exc))
+                svc.report_lineage("fail", event, str(exc))
             raise
         if sources:
-            svc._lineage_call("complete", event)
+            svc.report_lineage("complete", event)
         return SqlResult(sid, stmt.kind, pa.table({}), table=full_name)
 
     return run
@@ -248,7 +250,7 @@ def drop_view(svc: SqlService) -> Callable[..., SqlResult]:
 
         full_name = svc.resolve_table(stmt.args["name"])
         try:
-            svc._manage(who, "table", full_name)
+            svc.catalog.require(who, "securable.manage", "table", full_name)
             table = svc.metastore.get_table(full_name)
         except NotFound:
             if stmt.args["if_exists"]:
@@ -256,8 +258,7 @@ def drop_view(svc: SqlService) -> Callable[..., SqlResult]:
             raise
         if table.table_type != "VIEW" or VIEW_DEFINITION not in (table.properties or {}):
             raise InvalidArgument(f"{full_name} is not a view (DROP TABLE drops tables)")
-        svc.metastore.delete_table(full_name)
-        svc.authz.refresh()
+        svc.catalog.drop(who, "table", full_name)  # a view has no data to purge
         return SqlResult(sid, stmt.kind, pa.table({}), table=full_name)
 
     return run

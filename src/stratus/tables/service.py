@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import shutil
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -21,7 +22,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import DeltaTable, write_deltalake
+from deltalake import DeltaTable
 
 from stratus.catalog import registry
 from stratus.catalog.errors import InvalidArgument, NotFound
@@ -409,11 +410,8 @@ class TableService:
         spec = self.spec(full_name)
         if column not in spec.schema.names:
             raise InvalidArgument(f"{full_name} has no column {column!r}", parameter="column")
-        if kind is not None and column in spec.key:
-            raise InvalidArgument(
-                f"{column!r} is a key column of {full_name}: keys cannot be PII",
-                parameter="column",
-            )
+        if kind is not None:
+            check_pii_layout(full_name, spec, {column: kind}, parameter="column")
         physical, pii = self.physical(spec)
         table = self.metastore.get_table(full_name)
         if (kind is None and column not in pii) or (kind is not None and pii.get(column) == kind):
@@ -457,17 +455,35 @@ class TableService:
         raw = self.engine.query("SELECT * FROM {t}", {"t": scan})
         return self.protector.reveal(spec, raw, pii, unmasked=True)
 
+    def remove_data(self, spec: TableSpec) -> None:
+        """Delete the Delta table at a table's location (its log and files): what a dropped
+        managed table leaves behind must not reappear in a new table of the same name."""
+        url = self.lakehouse.url(spec)
+        storage = self.lakehouse.storage
+        if storage.is_local:
+            shutil.rmtree(storage.local_path(url), ignore_errors=True)
+        else:
+            from deltalake.fs import DeltaStorageHandler
+
+            handler = DeltaStorageHandler(url, storage.options)
+            handler.delete_dir_contents("", accept_root_dir=True, missing_dir_ok=True)
+        self.lakehouse.invalidate(spec)
+
+    def write_new(self, spec: TableSpec, data: pa.Table) -> int:
+        """The first version of a new table, in one commit (PII columns encrypted); data left
+        at its location by a table dropped elsewhere is removed first."""
+        pii = self.protector.pii_columns(spec.full_name)
+        physical = self.protector.physical_spec(spec, pii)
+        self.lakehouse.invalidate(physical)
+        if self.lakehouse.table(physical) is not None:
+            self.remove_data(physical)
+        if data.num_rows == 0:
+            self.lakehouse.ensure(physical)
+            return 0
+        return self._overwrite(physical, self.protector.encrypt(spec, data, pii))
+
     def _overwrite(self, physical: TableSpec, data: pa.Table) -> int:
-        url = self.lakehouse.url(physical)
-        write_deltalake(
-            url,
-            self.lakehouse._prepare_rows(physical, data),
-            mode="overwrite",
-            schema_mode="overwrite",
-            partition_by=physical.partition_by or None,
-            storage_options=self.lakehouse.storage.options,
-        )
-        return self.lakehouse._after_write(physical)
+        return self.lakehouse.overwrite(physical, data, replace_schema=True)
 
     def _purge_history(self, physical: TableSpec) -> None:
         """Delete every file and log entry older than the current version (they may hold the
@@ -482,6 +498,26 @@ class TableService:
         table.cleanup_metadata()
         table.alter.set_table_properties({"delta.logRetentionDuration": "interval 30 days"})
         self.lakehouse.invalidate(physical)
+
+
+def check_pii_layout(
+    table: str, spec: TableSpec, pii: Mapping[str, str], parameter: str = "column"
+) -> None:
+    """PII columns are encrypted with a fresh nonce per value: they cannot be partition
+    columns (one folder per ciphertext) or keys (matched and ordered in plaintext)."""
+    for column in pii:
+        if column in spec.partition_by:
+            raise InvalidArgument(
+                f"column {column} of {table} would hold PII, but it is a partition column "
+                "(PII is encrypted: partition by another column)",
+                parameter=parameter,
+            )
+        if column in spec.key:
+            raise InvalidArgument(
+                f"column {column} of {table} would hold PII, but it is a key column "
+                "(keys cannot be PII: use a surrogate key)",
+                parameter=parameter,
+            )
 
 
 def _never() -> TableSpec:
@@ -531,7 +567,7 @@ def _decode_cursor(cursor: str, fields: list[pa.Field]) -> list[Any]:
         values = None
     if not isinstance(values, list) or len(values) != len(fields):
         raise bad
-    typed = []
+    typed: list[Any] = []
     for f, value in zip(fields, values, strict=True):
         if value is None:
             typed.append(None)

@@ -52,12 +52,13 @@ def call(
         or any(ord(ch) < 32 for ch in path)
     ):
         raise RouteNotFound()
+    # current_app is a werkzeug LocalProxy typed as Flask: its own method is not in that type
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     adapter = app.url_map.bind_to_environ(request.environ)
     try:
         rule, args = adapter.match(path, method=method, return_rule=True)
     except (RouteNotFound, MethodNotAllowed) as exc:
-        return app.make_response(app.handle_http_exception(exc))  # type: ignore[arg-type]
+        return app.make_response(app.handle_http_exception(exc))
     view = app.view_functions[rule.endpoint]
     environ = {
         "REMOTE_ADDR": request.remote_addr or "",
@@ -81,7 +82,7 @@ def call(
             try:
                 resp = app.make_response(app.ensure_sync(view)(**args))
             except HTTPException as exc:
-                resp = app.make_response(app.handle_http_exception(exc))  # type: ignore[arg-type]
+                resp = app.make_response(app.handle_http_exception(exc))
             except Exception as exc:
                 resp = app.make_response(app.handle_user_exception(exc))
             info = g.pop("audit", None)

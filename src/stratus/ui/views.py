@@ -16,15 +16,15 @@ from urllib.parse import urlencode
 
 import jwt
 from flask import Response, abort, g, redirect, render_template, request, url_for
-from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
+from werkzeug.wrappers import Response as BaseResponse
 
 from stratus.api.auth import audit
 from stratus.api.state import platform
-from stratus.api.unity_catalog import APPLICABLE
-from stratus.catalog import models as m
+from stratus.catalog.commands import APPLICABLE
 from stratus.catalog.errors import CatalogError
 from stratus.catalog.metastore import PRIVILEGES, TOKEN_PREFIX, hash_token
+from stratus.security.actions import Resource
 from stratus.tables.protect import PII_TAG
 from stratus.ui import bridge
 from stratus.ui.bridge import ApiError, get, json_call
@@ -100,7 +100,7 @@ def _login_page(error: str | None = None, status: int = 200) -> Response:
 
 
 @bp.get("/login")
-def login() -> Response:
+def login() -> BaseResponse:
     if g.ui_session is not None:
         return redirect(safe_next(request.args.get("next")), 303)
     return _login_page()
@@ -109,22 +109,15 @@ def login() -> Response:
 def _token_expiry(token: str) -> float | None:
     if token.startswith(TOKEN_PREFIX):
         ms = platform().governance.metastore
-        with ms._sessions() as s:
-            expires = s.scalar(
-                select(m.Token.expires_at).where(m.Token.token_hash == hash_token(token))
-            )
-        if expires is None:
-            return None
-        if expires.tzinfo is None:
-            expires = expires.replace(tzinfo=dt.UTC)
-        return expires.timestamp()
+        expires = ms.token_expiry(hash_token(token))
+        return None if expires is None else expires.timestamp()
     claims = jwt.decode(token, options={"verify_signature": False})
     exp = claims.get("exp")
     return float(exp) if isinstance(exp, int | float) else None
 
 
 @bp.post("/login")
-def login_post() -> Response:
+def login_post() -> BaseResponse:
     sent = request.form.get(CSRF_FIELD)
     if not sent:
         abort(400, "the sign-in form is missing its CSRF token: reload the page")
@@ -146,7 +139,7 @@ def login_post() -> Response:
 
 
 @bp.post("/logout")
-def logout() -> Response:
+def logout() -> BaseResponse:
     audit("signOut", None, None, {}, service=SERVICE)
     store().delete(request.cookies.get(cookie_name()))
     resp = redirect(url_for("ui.login"), 303)
@@ -280,7 +273,7 @@ def history(full_name: str) -> tuple[list[dict[str, Any]], str | None]:
     """The Delta log's commits, newest first, for a caller who may read the table."""
     stratus = platform()
     try:
-        stratus.governance.authorizer.require_table(me(), full_name, "SELECT")
+        stratus.governance.authorizer.require(me(), "table.read", Resource("table", full_name))
     except CatalogError:
         return [], "Reading the history needs SELECT on this table."
     audit("getTableHistory", "table", full_name, {}, service=SERVICE)
@@ -409,7 +402,7 @@ def securable_url(kind: str, full_name: str) -> str:
 
 
 @bp.post("/permissions/<securable_type>/<full_name>")
-def update_permissions(securable_type: str, full_name: str) -> Response:
+def update_permissions(securable_type: str, full_name: str) -> BaseResponse:
     """Grant or revoke one privilege: the very handler of ``PATCH /permissions`` decides."""
     render = PAGES.get(securable_type)
     if render is None:
@@ -435,7 +428,7 @@ def update_permissions(securable_type: str, full_name: str) -> Response:
 
 # ---- lineage -------------------------------------------------------------------------------
 @bp.get("/lineage")
-def lineage() -> Response:
+def lineage() -> BaseResponse:
     chosen = request.args.get("table", "").strip()
     if chosen:
         return redirect(url_for("ui.lineage_of", full_name=chosen), 303)
@@ -519,7 +512,7 @@ def _job_types() -> list[tuple[str, str, str]]:
 
 
 @bp.post("/jobs")
-def submit_job() -> Response:
+def submit_job() -> BaseResponse:
     """Submit through the very handler of ``POST /api/v1/jobs`` (it validates and authorizes)."""
     form = request.form
     job_type = form.get("type", "")
@@ -553,7 +546,7 @@ def job(job_id: str) -> Response:
 
 # ---- admin ---------------------------------------------------------------------------------
 def _admin() -> None:
-    if not me().is_admin:
+    if not platform().governance.authorizer.allowed(me(), "metastore.admin", Resource("metastore")):
         abort(403, f"{me().name} is not a metastore admin: this page is for admins only")
 
 

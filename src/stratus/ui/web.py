@@ -9,7 +9,6 @@ browser sends one, an ``Origin`` equal to ours.
 
 from __future__ import annotations
 
-import datetime as dt
 import hmac
 import ipaddress
 import logging
@@ -18,13 +17,12 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request
-from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
 
 from stratus.api.problems import Problem, from_catalog_error
 from stratus.api.security import check_rate_limit
 from stratus.api.state import platform
-from stratus.catalog import models as m
 from stratus.catalog.errors import CatalogError
 from stratus.security.authz import Identity
 from stratus.ui.bridge import ApiError
@@ -73,7 +71,7 @@ def store() -> SessionStore:
             if found is None:
                 home = platform().settings.home
                 found = ext[EXTENSION] = SessionStore(home / DB_FILE, load_secret(home))
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def loopback(host: str) -> bool:
@@ -96,7 +94,7 @@ def cookie_name(kind: str = "") -> str:
     return f"__Host-{base}" if secure_cookies() else base
 
 
-def set_cookie(resp: Response, kind: str, value: str, max_age: int | None) -> None:
+def set_cookie(resp: BaseResponse, kind: str, value: str, max_age: int | None) -> None:
     resp.set_cookie(
         cookie_name(kind),
         value,
@@ -108,7 +106,7 @@ def set_cookie(resp: Response, kind: str, value: str, max_age: int | None) -> No
     )
 
 
-def clear_cookie(resp: Response, kind: str) -> None:
+def clear_cookie(resp: BaseResponse, kind: str) -> None:
     resp.delete_cookie(
         cookie_name(kind), path="/", secure=secure_cookies(), httponly=True, samesite="Strict"
     )
@@ -118,29 +116,19 @@ def identity_for(session: Session) -> Identity | None:
     """The session's principal if its token (API token or OIDC sign-in) still stands."""
     governance = platform().governance
     ms = governance.metastore
-    with ms._sessions() as s:
-        principal = s.scalar(select(m.Principal).where(m.Principal.name == session.principal))
-        if principal is None or not principal.active:
-            return None
-        if session.token_kind == "api":  # noqa: S105 - a kind, not a secret
-            token = s.scalar(select(m.Token).where(m.Token.token_hash == session.token_hash))
-            if token is None or token.principal_id != principal.id or token.revoked_at:
-                return None
-            expires = token.expires_at
-            if expires is not None:
-                if expires.tzinfo is None:
-                    expires = expires.replace(tzinfo=dt.UTC)
-                if expires <= dt.datetime.now(dt.UTC):
-                    return None
+    api = session.token_kind == "api"  # noqa: S105 - a kind, not a secret
+    principal = ms.session_principal(session.principal, session.token_hash if api else None)
+    if principal is None:
+        return None
     return governance.authorizer.identity(principal)
 
 
 def me() -> Identity:
-    return g.identity  # type: ignore[no-any-return]
+    return g.identity
 
 
 def session() -> Session:
-    return g.ui_session  # type: ignore[no-any-return]
+    return g.ui_session
 
 
 def csrf_token() -> str:
@@ -162,7 +150,7 @@ def safe_next(target: str | None) -> str:
 
 
 @bp.before_request
-def _resolve_session() -> Response | None:
+def _resolve_session() -> BaseResponse | None:
     g.ui_session = None
     g.identity = None
     cookie = request.cookies.get(cookie_name())

@@ -16,7 +16,10 @@ from stratus.engine import TableScan
 from stratus.jobs.definitions import JobParams, JobType
 
 if TYPE_CHECKING:
-    from stratus.context import Stratus
+    from stratus.config import Settings
+    from stratus.engine import LocalEngine
+    from stratus.lakehouse.storage import Storage
+    from stratus.weather.queries import WeatherQueries
 
 
 class JobEngine(Protocol):
@@ -31,16 +34,22 @@ class JobEngine(Protocol):
     def close(self) -> None: ...
 
 
-def engine_for(stratus: Stratus, name: str | None = None) -> JobEngine:
+def engine_for(
+    settings: Settings,
+    storage: Storage,
+    engine: LocalEngine,
+    weather: WeatherQueries,
+    name: str | None = None,
+) -> JobEngine:
     """The configured engine (``STRATUS_ENGINE``), or ``name``."""
-    name = name or stratus.settings.engine
+    name = name or settings.engine
     if name == "spark":
         from stratus.jobs.engines.spark import SparkJobEngine
 
-        remote = stratus.settings.spark_remote
+        remote = settings.spark_remote
         if not remote:
             raise ValueError("STRATUS_SPARK_REMOTE is not set (sc://host:port)")
-        return SparkJobEngine(remote, stratus.storage)
+        return SparkJobEngine(remote, storage)
     from stratus.jobs.engines.local import LocalJobEngine
 
-    return LocalJobEngine(stratus.engine, stratus.weather)
+    return LocalJobEngine(engine, weather)
