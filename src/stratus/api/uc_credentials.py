@@ -44,7 +44,7 @@ from typing import Any, Literal, TypeVar
 
 import orjson
 import yaml
-from flask import Blueprint, Flask, Response, request
+from flask import Blueprint, Flask, Response, current_app, request
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -54,6 +54,7 @@ from stratus.api.problems import UC_PREFIX, Problem
 from stratus.api.state import platform
 from stratus.catalog.errors import NotFound, PermissionDenied
 from stratus.lakehouse import sas
+from stratus.security.actions import Resource
 from stratus.security.authz import Identity
 
 SERVICE = "unityCatalog"
@@ -120,28 +121,30 @@ def _body(model: type[T]) -> T:
 
 
 # ---- authorization: the one place a vend is decided -------------------------------------------
-TABLE_PRIVILEGE = {"READ": "SELECT", "READ_WRITE": "MODIFY"}
-VOLUME_PRIVILEGE = {"READ_VOLUME": "READ VOLUME", "WRITE_VOLUME": "WRITE VOLUME"}
+ACTION = {
+    ("table", "READ"): "table.read",  # SELECT
+    ("table", "READ_WRITE"): "table.modify",  # MODIFY
+    ("volume", "READ_VOLUME"): "volume.read",  # READ VOLUME
+    ("volume", "WRITE_VOLUME"): "volume.write",  # WRITE VOLUME
+}
 
 
 def authorize(who: Identity, kind: str, full_name: str, operation: str) -> None:
     """May ``who`` get a storage credential for ``operation`` on the table or volume? Raises
-    NotFound (cannot see it) or PermissionDenied. Calls the normal authorizer only."""
+    NotFound (cannot see it) or PermissionDenied; asks the normal authorizer's named actions
+    (each includes visibility and USE CATALOG / USE SCHEMA on the containers)."""
     authz = platform().governance.authorizer
-    if kind == "table":
-        authz.require_table(who, full_name, TABLE_PRIVILEGE[operation])
-        if operation == "READ_WRITE" and platform().tables.protector.pii_columns(full_name):
-            held = authz.privileges(who, "table", full_name)
-            if not {"UNMASK", "OWNER"} & held:
-                raise PermissionDenied(
-                    f"table {full_name} has encrypted (pii) columns: READ_WRITE credentials "
-                    f"need UNMASK on it, which {who.name} lacks"
-                )
-        return
-    if not authz.can_see(who, "volume", full_name):
-        raise NotFound(f"volume {full_name} does not exist")
-    authz.require_use(who, "volume", full_name)
-    authz.require(who, "volume", full_name, VOLUME_PRIVILEGE[operation])
+    resource = Resource(kind, full_name)
+    authz.require(who, ACTION[(kind, operation)], resource)
+    if (
+        operation == "READ_WRITE"
+        and platform().tables.protector.pii_columns(full_name)
+        and not authz.allowed(who, "table.unmask", resource)
+    ):
+        raise PermissionDenied(
+            f"table {full_name} has encrypted (pii) columns: READ_WRITE credentials "
+            f"need UNMASK on it, which {who.name} lacks"
+        )
 
 
 # ---- lookups ---------------------------------------------------------------------------------
@@ -286,6 +289,13 @@ def implemented(app_rules: list[tuple[str, str]]) -> set[str]:
     }
 
 
+def _served(app: Flask) -> set[str]:
+    key = "stratus.uc_served_operations"
+    if key not in app.extensions:
+        app.extensions[key] = implemented(uc_rules(app))
+    return app.extensions[key]  # type: ignore[no-any-return]
+
+
 def not_implemented(exc: HTTPException) -> Problem | None:
     """For a 404 or 405 from routing under the UC prefix: 501 NOT_IMPLEMENTED when the request
     is an operation of the UC spec that Stratus does not serve."""
@@ -294,7 +304,10 @@ def not_implemented(exc: HTTPException) -> Problem | None:
     if request.url_rule is not None and exc.code == 404:
         return None  # a handler's own "not found"
     path = request.path[len(UC_PREFIX) :]
+    served = _served(current_app)
     for method, template, op_id, pattern in _operations():
+        if op_id in served:
+            continue  # implemented: a path its route refuses (bad characters) stays a 404
         if method == request.method and pattern.match(path):
             return Problem(
                 501,

@@ -147,6 +147,39 @@ class Storage:
             return
         self._ensure_container()
 
+    def _blob_service(self) -> Any:
+        from azure.storage.blob import BlobServiceClient, ExponentialRetry
+
+        assert self.options is not None and self.container is not None  # set for Azure
+        account_url = self.endpoint or f"https://{self.account}.blob.core.windows.net"
+        credential: Any = None  # a key dict or a SAS token string
+        if "account_key" in self.options:
+            credential = {"account_name": self.account, "account_key": self.options["account_key"]}
+        elif "sas_token" in self.options:
+            credential = self.options["sas_token"]
+        return BlobServiceClient(
+            account_url=account_url,
+            credential=credential,
+            retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2),
+            connection_timeout=5,
+        )
+
+    def delete_prefix(self, url: str) -> None:
+        """Delete every blob under ``url`` (``az://container/folder``) in the container."""
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        head = f"az://{self.container}/"
+        if not url.startswith(head) or not url[len(head) :].strip("/"):
+            raise StorageError(f"{url} is not a folder in container {self.container}")
+        prefix = url[len(head) :].strip("/") + "/"
+        try:
+            container = self._blob_service().get_container_client(self.container)
+            for blob in container.list_blobs(name_starts_with=prefix):
+                with contextlib.suppress(ResourceNotFoundError):
+                    container.delete_blob(blob.name)
+        except AzureError as exc:
+            raise unavailable(f"cannot delete {url}", exc) from None
+
     def _ensure_container(self) -> None:
         from stratus.extras import MissingExtra, require
 

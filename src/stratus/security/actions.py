@@ -125,6 +125,8 @@ ACTIONS: dict[str, Action] = {
         _a("table.read", "table", "SELECT"),
         _a("table.modify", "table", "MODIFY"),
         _a("table.unmask", "table", ("UNMASK", "OWNER")),  # plaintext PII (never ALL PRIVILEGES)
+        _a("volume.read", "volume", "READ VOLUME"),  # its files (UC credential vending)
+        _a("volume.write", "volume", "WRITE VOLUME"),
         _a(
             "table.unprotect_column",
             "table",
