@@ -1,6 +1,14 @@
-"""Weather endpoints: thin HTTP over :class:`stratus.weather.queries.WeatherQueries`."""
+"""Weather endpoints: thin HTTP over :class:`stratus.weather.queries.WeatherQueries`.
+
+Query answers carry a weak ``ETag`` derived from the versions of the tables read, the caller,
+the path and the query string; a request whose ``If-None-Match`` names it gets ``304 Not
+Modified`` without running the query (after the same authentication, authorization, rate limit
+and audit as any other request).
+"""
 
 from __future__ import annotations
+
+import hashlib
 
 from flask import Blueprint, Response, request
 
@@ -34,6 +42,39 @@ def _authorize(action: str, *tables: str) -> None:
         platform().governance.authorizer.require_table(current_identity(), table, "SELECT")
 
 
+def _etag(*tables: registry.TableSpec) -> str:
+    lakehouse = platform().lakehouse
+    versions = ",".join(str(lakehouse.version(t)) for t in tables)
+    settings = platform().settings
+    key = "\n".join(
+        (
+            versions,
+            current_identity().name,
+            request.path,
+            request.query_string.decode("latin-1"),
+            f"{settings.default_page_size},{settings.max_page_size}",
+        )
+    )
+    digest = hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
+    return f'W/"{versions.replace(",", ".")}-{digest}"'
+
+
+def _not_modified(etag: str) -> Response | None:
+    """304 when the request's If-None-Match names ``etag`` (or is ``*``)."""
+    header = request.headers.get("If-None-Match")
+    if not header:
+        return None
+    tags = request.if_none_match
+    if tags.star_tag or tags.contains_weak(etag.removeprefix("W/").strip('"')):
+        return Response(status=304, headers={"ETag": etag})
+    return None
+
+
+def _tagged(resp: Response, etag: str) -> Response:
+    resp.headers["ETag"] = etag
+    return resp
+
+
 @bp.get("/cities")
 def cities() -> Response:
     # row counts and spans come from the hourly table's log
@@ -51,6 +92,9 @@ def hourly() -> Response:
     if limit > settings.max_page_size:
         raise invalid_parameter("limit", f"must be between 1 and {settings.max_page_size}")
     fields = p.fields or list(HOURLY_FIELDS)
+    etag = _etag(registry.HOURLY, registry.CITIES)
+    if (unchanged := _not_modified(etag)) is not None:
+        return unchanged
     try:
         page = platform().weather.hourly(
             p.city_id, p.start, p.end, fields=fields, limit=limit, cursor=p.cursor
@@ -67,13 +111,16 @@ def hourly() -> Response:
         "limit": limit,
         "next_cursor": page.next_cursor,
     }
-    return table_response(page.table, p.format, envelope, "weather")
+    return _tagged(table_response(page.table, p.format, envelope, "weather"), etag)
 
 
 @bp.get("/weather/summary")
 def summary() -> Response:
     _authorize("summarizeWeather", registry.HOURLY.full_name)
     p = parse(SummaryParams, request.args)
+    etag = _etag(registry.HOURLY, registry.CITIES)
+    if (unchanged := _not_modified(etag)) is not None:
+        return unchanged
     try:
         table = platform().weather.summary(p.city_id, p.start, p.end, p.granularity)
     except UnknownCityError as exc:
@@ -84,4 +131,5 @@ def summary() -> Response:
         "end": p.end.isoformat(),
         "granularity": p.granularity,
     }
-    return table_response(table, p.format, envelope, f"weather-summary-{p.granularity}")
+    resp = table_response(table, p.format, envelope, f"weather-summary-{p.granularity}")
+    return _tagged(resp, etag)

@@ -17,6 +17,9 @@ import pyarrow as pa
 from stratus.catalog import registry
 from stratus.engine import Engine, TableScan
 from stratus.lakehouse.tables import Lakehouse
+from stratus.weather.fastpath import HourlyFastPath
+
+DEFAULT_ROW_CACHE_BYTES = 256 * 2**20
 
 
 class UnknownCityError(LookupError):
@@ -64,9 +67,16 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
 
 
 class WeatherQueries:
-    def __init__(self, lakehouse: Lakehouse, engine: Engine) -> None:
+    def __init__(
+        self,
+        lakehouse: Lakehouse,
+        engine: Engine,
+        row_cache_bytes: int = DEFAULT_ROW_CACHE_BYTES,
+    ) -> None:
         self.lakehouse = lakehouse
         self.engine = engine
+        # recently read row groups of the hourly table, per process (0: every read by the engine)
+        self.fast = HourlyFastPath(lakehouse, row_cache_bytes)
 
     # ---- cities --------------------------------------------------------------------------
     def _data_stats(self) -> dict[str, dict[str, object]]:
@@ -132,10 +142,38 @@ class WeatherQueries:
         fields: Sequence[str],
         limit: int,
         cursor: str | None = None,
+        engine_only: bool = False,
     ) -> Page:
-        self.check_cities(city_ids)
+        """One page of hourly rows ordered by (ts, city_id); from cached row groups when
+        possible, else (or with ``engine_only``) from the engine."""
         after = decode_cursor(cursor) if cursor else None
         cols = list(dict.fromkeys(["city_id", "ts", *fields]))
+        table = None
+        if self.fast.enabled and not engine_only:
+            with_data = self.fast.cities_with_data()
+            if any(c not in with_data for c in city_ids):
+                self.check_cities(city_ids)
+            table = self.fast.hourly(city_ids, start, end, cols, limit, after)
+        else:
+            self.check_cities(city_ids)
+        if table is None:
+            table = self._hourly_engine(city_ids, start, end, cols, limit, after)
+        next_cursor = None
+        if table.num_rows > limit:
+            table = table.slice(0, limit)
+            last = table.slice(limit - 1, 1).select(["ts", "city_id"]).to_pylist()[0]
+            next_cursor = encode_cursor(last["ts"], last["city_id"])
+        return Page(table.select(list(fields)), next_cursor)
+
+    def _hourly_engine(
+        self,
+        city_ids: Sequence[str],
+        start: dt.date,
+        end: dt.date,
+        cols: Sequence[str],
+        limit: int,
+        after: tuple[dt.datetime, str] | None,
+    ) -> pa.Table:
         select = ", ".join(f'"{c}"' for c in cols)
         # the scan holds only these cities' partitions: no city predicate needed
         where = "date BETWEEN ? AND ?"
@@ -145,13 +183,7 @@ class WeatherQueries:
             params += [after[0], after[0], after[1]]
         sql = f"SELECT {select} FROM {{hourly}} WHERE {where} ORDER BY ts, city_id LIMIT ?"
         params.append(limit + 1)
-        table = self.engine.query(sql, {"hourly": self._scan(city_ids, start, end)}, params)
-        next_cursor = None
-        if table.num_rows > limit:
-            table = table.slice(0, limit)
-            last = table.slice(limit - 1, 1).to_pylist()[0]
-            next_cursor = encode_cursor(last["ts"], last["city_id"])
-        return Page(table.select(list(fields)), next_cursor)
+        return self.engine.query(sql, {"hourly": self._scan(city_ids, start, end)}, params)
 
     # ---- summary -------------------------------------------------------------------------
     def summary(

@@ -1,0 +1,174 @@
+"""The hot path for hourly range reads: cached row groups, binary search, zero-copy slices.
+
+A ``/weather`` page is the rows of some cities between two dates, ordered by ``(ts, city_id)``,
+after an optional cursor. Each city's rows are in its own partition's files, written sorted by
+``ts`` (the table's sort key), so the rows of one row group between two dates are one contiguous
+run: two binary searches on its ``date`` column find it, a third on ``ts`` applies the cursor,
+and the answer is a zero-copy slice of the cached Arrow batch. Several slices (several cities,
+row groups or files) are merged by ``(ts, city_id)`` after each is cut to the page size.
+
+Anything this path cannot answer exactly (tables on object storage, a row group whose rows are
+not in order or hold nulls in ``ts``/``date``, a cursor with a time zone, a file missing a
+column) returns None, and the engine answers instead: both give the same rows
+(tests/test_weather_fastpath.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from stratus.catalog import registry
+from stratus.lakehouse.rowcache import RowGroupCache, date_days
+from stratus.lakehouse.tables import Lakehouse
+
+_EPOCH = dt.datetime(1970, 1, 1)
+_US = dt.timedelta(microseconds=1)
+SPEC = registry.HOURLY
+
+
+@dataclass(frozen=True)
+class _FileRef:
+    path: str
+    date_min: dt.date | None
+    date_max: dt.date | None
+
+
+@dataclass(frozen=True)
+class _Index:
+    version: int
+    by_city: dict[str, list[_FileRef]]
+
+
+class HourlyFastPath:
+    def __init__(self, lakehouse: Lakehouse, max_bytes: int) -> None:
+        self.lakehouse = lakehouse
+        self.cache = RowGroupCache(max_bytes)
+        self._index: _Index | None = None
+        self._lock = threading.Lock()
+        self._file_schema = pa.schema([f for f in SPEC.schema if f.name not in SPEC.partition_by])
+        self.answered = 0  # pages served here (tests check the path is taken)
+        self.declined = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.cache.enabled and self.lakehouse.storage.is_local
+
+    def index(self) -> _Index:
+        """Files per city at the table's latest version; a new version drops from the cache
+        only the files it removed."""
+        version, entries = self.lakehouse.entries(SPEC)
+        current = self._index
+        if current is not None and current.version == version:
+            return current
+        with self._lock:
+            current = self._index
+            if current is not None and current.version == version:
+                return current
+            by_city: dict[str, list[_FileRef]] = {}
+            storage = self.lakehouse.storage
+            for e in entries:
+                city = e.partition.get("city_id")
+                if city is None:
+                    continue
+                lo, hi = e.stats.get("date", (None, None))
+                ref = _FileRef(
+                    storage.local_path(e.uri),
+                    lo if isinstance(lo, dt.date) else None,
+                    hi if isinstance(hi, dt.date) else None,
+                )
+                by_city.setdefault(city, []).append(ref)
+            self.cache.retain(r.path for refs in by_city.values() for r in refs)
+            self._index = _Index(version, by_city)
+            return self._index
+
+    def cities_with_data(self) -> dict[str, list[_FileRef]]:
+        return self.index().by_city
+
+    def hourly(
+        self,
+        city_ids: Sequence[str],
+        start: dt.date,
+        end: dt.date,
+        cols: Sequence[str],
+        limit: int,
+        after: tuple[dt.datetime, str] | None,
+    ) -> pa.Table | None:
+        """Up to ``limit + 1`` rows (``cols``, which include city_id and ts) in page order, or
+        None when the engine must answer."""
+        if not self.enabled:
+            return None
+        if after is not None and after[0].tzinfo is not None:
+            self.declined += 1
+            return None
+        by_city = self.index().by_city
+        lo_day, hi_day = date_days(start), date_days(end)
+        after_us = (after[0] - _EPOCH) // _US if after else None
+        data_cols = [c for c in cols if c != "city_id"]
+        want = limit + 1
+        slices: list[tuple[str, pa.RecordBatch]] = []
+        for city in city_ids:
+            for ref in by_city.get(city, ()):
+                if (ref.date_max is not None and ref.date_max < start) or (
+                    ref.date_min is not None and ref.date_min > end
+                ):
+                    continue
+                for rg in self.cache.row_groups(ref.path):
+                    if (rg.date_max is not None and rg.date_max < start) or (
+                        rg.date_min is not None and rg.date_min > end
+                    ):
+                        continue
+                    group = self.cache.get(ref.path, rg.index, self._file_schema)
+                    if not group.regular:
+                        self.declined += 1
+                        return None
+                    lo = int(np.searchsorted(group.date, lo_day, "left"))
+                    hi = int(np.searchsorted(group.date, hi_day, "right"))
+                    if after_us is not None and lo < hi:
+                        # (ts, city) > (after_ts, after_city): ts > t, or ts = t and city > c
+                        side = "left" if city > after[1] else "right"  # type: ignore[index]
+                        lo = max(lo, lo + int(np.searchsorted(group.ts[lo:hi], after_us, side)))
+                    if lo < hi:
+                        slices.append((city, group.batch.slice(lo, min(hi - lo, want))))
+        self.answered += 1
+        return _merge(slices, cols, data_cols, want)
+
+
+def _with_city(city: str, batch: pa.RecordBatch, cols: Sequence[str]) -> pa.RecordBatch:
+    city_col = pa.repeat(pa.scalar(city, pa.string()), batch.num_rows)
+    arrays = [city_col if c == "city_id" else batch.column(c) for c in cols]
+    return pa.RecordBatch.from_arrays(arrays, names=list(cols))
+
+
+def _merge(
+    slices: list[tuple[str, pa.RecordBatch]], cols: Sequence[str], data_cols: list[str], want: int
+) -> pa.Table:
+    schema = pa.schema([SPEC.schema.field(c) for c in cols])
+    if not slices:
+        return schema.empty_table()
+    batches = [_with_city(city, b, cols) for city, b in slices]
+    if len(batches) == 1:
+        return pa.Table.from_batches(batches, schema=schema)
+    table = pa.Table.from_batches(batches, schema=schema)
+    # one city whose slices follow each other in time (the usual case): already in order
+    if len({c for c, _ in slices}) == 1 and _ascending(batches):
+        return table.slice(0, want)
+    order = pc.sort_indices(table, [("ts", "ascending"), ("city_id", "ascending")])
+    return table.take(order[:want])
+
+
+def _ascending(batches: list[pa.RecordBatch]) -> bool:
+    last = None
+    for b in batches:
+        ts = b.column("ts")
+        first = ts[0].value
+        if last is not None and first < last:
+            return False
+        last = ts[len(ts) - 1].value
+    return True
