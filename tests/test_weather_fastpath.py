@@ -19,6 +19,7 @@ from deltalake import write_deltalake
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stratus.api.encoding import json_body
 from stratus.catalog import registry
 from stratus.config import Settings
 from stratus.context import Stratus
@@ -109,6 +110,7 @@ def test_fast_path_answers_and_matches_a_simple_week(lake: Stratus) -> None:
     )
     assert fast.table.slice(0, 1).column("hour")[0].as_py() == "0100"
     assert fast_path.answered == before + 1
+    assert fast.json is not None  # one city: served from the cached encodings
     assert fast.table.num_rows == 7 * 24
     assert fast.table.to_pylist() == slow.table.to_pylist()
     assert fast.next_cursor is None and slow.next_cursor is None

@@ -255,3 +255,10 @@ def test_columnar_json_matches_orjson_on_random_values(values: list[tuple]) -> N
     parsed = orjson.loads(new)["data"]
     for row, f in zip(parsed, cols[0], strict=True):
         assert row["f"] == (None if f is None or not math.isfinite(f) else f)
+
+
+def test_default_rate_limit_counters_are_the_quiet_memory_storage(app: Flask) -> None:
+    from stratus.api.security import EXTENSION, FAST_EXTENSION, QuietMemoryStorage
+
+    assert isinstance(app.extensions[EXTENSION].limiter.storage, QuietMemoryStorage)
+    assert app.extensions[FAST_EXTENSION].strategy is app.extensions[EXTENSION].limiter

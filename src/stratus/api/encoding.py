@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -253,11 +253,9 @@ def _json_ready(table: pa.Table) -> tuple[list[str], list[pa.ChunkedArray]]:
     return unique_names(table.column_names), columns
 
 
-def json_array(names: list[str], columns: list[pa.Array]) -> bytes:
-    """``[{"name": value, ...}, ...]`` for equally long columns, without per-row objects."""
-    n = len(columns[0]) if columns else 0
-    if n == 0 or not names:
-        return b"[]" if n == 0 else b"[" + b",".join([b"{}"] * n) + b"]"
+def json_row_array(names: list[str], columns: list[pa.Array]) -> pa.Array:
+    """One ``{"name":value,...},`` string per row (note the comma), built by one Arrow kernel
+    from the columns' tokens."""
     args: list[Any] = []
     literal = "{"
     for i, (name, col) in enumerate(zip(names, columns, strict=True)):
@@ -268,7 +266,15 @@ def json_array(names: list[str], columns: list[pa.Array]) -> bytes:
         args += [pa.scalar(literal), tokens]
         literal = _QUOTE if quote else ""
     args += [pa.scalar(literal + "},"), pa.scalar("")]  # the last argument is the separator
-    rows = _JOIN.call(args)
+    return _JOIN.call(args)
+
+
+def json_array(names: list[str], columns: list[pa.Array]) -> bytes:
+    """``[{"name": value, ...}, ...]`` for equally long columns, without per-row objects."""
+    n = len(columns[0]) if columns else 0
+    if n == 0 or not names:
+        return b"[]" if n == 0 else b"[" + b",".join([b"{}"] * n) + b"]"
+    rows = json_row_array(names, columns)
     _, offsets, data = rows.buffers()
     off = np.frombuffer(offsets, dtype=np.int32)
     start, end = int(off[rows.offset]), int(off[rows.offset + n])
@@ -284,10 +290,22 @@ def _chunk_columns(columns: list[pa.ChunkedArray], start: int, length: int) -> l
     ]
 
 
-def json_body(table: pa.Table, envelope: dict[str, Any]) -> bytes | Iterator[bytes]:
-    """``{**envelope, "count": n, "data": rows}``: bytes, or pieces for a large page."""
+JsonPieces = Callable[[Callable[[list[str], list[pa.Array]], pa.Array]], list[Any]]
+
+
+def json_body(
+    table: pa.Table, envelope: dict[str, Any], prepared: JsonPieces | None = None
+) -> bytes | Iterator[bytes]:
+    """``{**envelope, "count": n, "data": rows}``: bytes, or pieces for a large page.
+    ``prepared``: a source of the rows' JSON array already encoded (the /weather hot path's,
+    given :func:`json_row_array`), instead of encoding ``table``."""
     head = orjson.dumps({**envelope, "count": table.num_rows}, option=orjson.OPT_NON_STR_KEYS)
     head = head[:-1] + b',"data":'
+    if prepared is not None:
+        parts = prepared(json_row_array)
+        if table.num_rows <= STREAM_ROWS:
+            return b"".join([head, *parts, b"}"])
+        return iter([head, *(bytes(p) for p in parts), b"}"])
     names, columns = _json_ready(table)
     if table.num_rows <= STREAM_ROWS:
         return b"".join((head, json_array(names, _chunk_columns(columns, 0, table.num_rows)), b"}"))
@@ -323,10 +341,16 @@ def _csv_body(table: pa.Table) -> bytes | Iterator[bytes]:
     return pieces()
 
 
-def table_response(table: pa.Table, fmt: str, envelope: dict[str, Any], filename: str) -> Response:
+def table_response(
+    table: pa.Table,
+    fmt: str,
+    envelope: dict[str, Any],
+    filename: str,
+    prepared_json: JsonPieces | None = None,
+) -> Response:
     """JSON wraps rows in ``envelope`` (paging etc.); CSV/Parquet carry it in headers."""
     if fmt == "json":
-        return Response(json_body(table, envelope), mimetype="application/json")
+        return Response(json_body(table, envelope, prepared_json), mimetype="application/json")
     if fmt == "csv":
         body = _csv_body(table)
     else:

@@ -111,7 +111,8 @@ def hourly() -> Response:
         "limit": limit,
         "next_cursor": page.next_cursor,
     }
-    return _tagged(table_response(page.table, p.format, envelope, "weather"), etag)
+    resp = table_response(page.table, p.format, envelope, "weather", page.json)
+    return _tagged(resp, etag)
 
 
 @bp.get("/weather/summary")

@@ -14,8 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -32,19 +33,28 @@ class RowGroupInfo:
     date_max: dt.date | None
 
 
-@dataclass(frozen=True)
+@dataclass
 class CachedGroup:
     """One row group cast to the table's schema, with its sort columns as NumPy views.
 
     ``regular``: ``ts`` has no nulls and never decreases, and ``date`` has no nulls and never
     decreases along it, so date and timestamp ranges are contiguous slices found by binary
-    search. Row groups that are not regular are never answered from the cache."""
+    search. Row groups that are not regular are never answered from the cache.
+    ``derived``: values computed from the rows once and kept with them (the JSON text of each
+    row for a field list), counted in the cache's bytes as ``derived_bytes``."""
 
     batch: pa.RecordBatch
     ts: np.ndarray  # int64 microseconds
     date: np.ndarray  # int32 days since 1970-01-01
     regular: bool
     nbytes: int
+    key: tuple[str, int] = ("", -1)  # (file, row group index)
+    derived: dict[Hashable, Any] = field(default_factory=dict)
+    derived_bytes: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.nbytes + self.derived_bytes
 
 
 def date_days(value: dt.date) -> int:
@@ -110,15 +120,37 @@ class RowGroupCache:
                 return hit
             self.misses += 1
         group = self._load(path, index, schema)
+        group.key = key
         with self._lock:
             if key not in self._groups and group.nbytes <= self.max_bytes:
                 self._groups[key] = group
                 self.bytes += group.nbytes
-                while self.bytes > self.max_bytes and self._groups:
-                    _, old = self._groups.popitem(last=False)
-                    self.bytes -= old.nbytes
-                    self.evictions += 1
+                self._evict()
         return group
+
+    def _evict(self) -> None:
+        while self.bytes > self.max_bytes and self._groups:
+            _, old = self._groups.popitem(last=False)
+            self.bytes -= old.size
+            self.evictions += 1
+
+    def derived(
+        self, group: CachedGroup, key: Hashable, build: Callable[[], tuple[Any, int]]
+    ) -> Any:
+        """``group.derived[key]``, built (``build() -> (value, nbytes)``) on first use and kept
+        while the group is cached and the bytes fit."""
+        value = group.derived.get(key)
+        if value is not None:
+            return value
+        value, nbytes = build()
+        with self._lock:
+            cached = self._groups.get(group.key) is group
+            if key not in group.derived and cached and group.size + nbytes <= self.max_bytes:
+                group.derived[key] = value
+                group.derived_bytes += nbytes
+                self.bytes += nbytes
+                self._evict()
+        return value
 
     @staticmethod
     def _load(path: str, index: int, schema: pa.Schema) -> CachedGroup:
@@ -145,7 +177,7 @@ class RowGroupCache:
         with self._lock:
             gone = [k for k in self._groups if k[0] not in live]
             for k in gone:
-                self.bytes -= self._groups.pop(k).nbytes
+                self.bytes -= self._groups.pop(k).size
             for p in [p for p in self._footers if p not in live]:
                 del self._footers[p]
         return len(gone)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stratus.catalog import registry
-from stratus.lakehouse.rowcache import RowGroupCache, date_days
+from stratus.lakehouse.rowcache import CachedGroup, RowGroupCache, date_days
 from stratus.lakehouse.tables import Lakehouse
 
 _EPOCH = dt.datetime(1970, 1, 1)
@@ -38,6 +38,25 @@ class _FileRef:
     path: str
     date_min: dt.date | None
     date_max: dt.date | None
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Rows ``start`` to ``start + length`` of a cached row group of ``city``."""
+
+    group: CachedGroup
+    city: str
+    start: int
+    length: int
+
+
+@dataclass(frozen=True)
+class FastResult:
+    table: pa.Table  # up to limit + 1 rows, in page order
+    pieces: list[Piece] | None  # the same rows as consecutive pieces (None: merged by sort)
+
+
+RowEncoder = Callable[[list[str], list[pa.Array]], pa.Array]
 
 
 @dataclass(frozen=True)
@@ -99,7 +118,7 @@ class HourlyFastPath:
         cols: Sequence[str],
         limit: int,
         after: tuple[dt.datetime, str] | None,
-    ) -> pa.Table | None:
+    ) -> FastResult | None:
         """Up to ``limit + 1`` rows (``cols``, which include city_id and ts) in page order, or
         None when the engine must answer."""
         if not self.enabled:
@@ -108,11 +127,10 @@ class HourlyFastPath:
             self.declined += 1
             return None
         by_city = self.index().by_city
-        lo_day, hi_day = date_days(start), date_days(end)
-        after_us = (after[0] - _EPOCH) // _US if after else None
-        data_cols = [c for c in cols if c != "city_id"]
+        lo_day, hi_day = np.int32(date_days(start)), np.int32(date_days(end))
+        after_us = np.int64((after[0] - _EPOCH) // _US) if after else None
         want = limit + 1
-        slices: list[tuple[str, pa.RecordBatch]] = []
+        pieces: list[Piece] = []
         for city in city_ids:
             for ref in by_city.get(city, ()):
                 if (ref.date_max is not None and ref.date_max < start) or (
@@ -135,40 +153,77 @@ class HourlyFastPath:
                         side = "left" if city > after[1] else "right"  # type: ignore[index]
                         lo = max(lo, lo + int(np.searchsorted(group.ts[lo:hi], after_us, side)))
                     if lo < hi:
-                        slices.append((city, group.batch.slice(lo, min(hi - lo, want))))
+                        pieces.append(Piece(group, city, lo, min(hi - lo, want)))
         self.answered += 1
-        return _merge(slices, cols, data_cols, want)
+        return _merge(pieces, cols, want)
+
+    def json_rows(
+        self, pieces: list[Piece], fields: Sequence[str], rows: int, encoder: RowEncoder
+    ) -> list[bytes | memoryview]:
+        """The JSON array of the first ``rows`` rows of ``pieces`` (``fields`` of each), as
+        pieces of bytes: ranges of each row group's rows encoded once by ``encoder`` (which
+        gives one ``{...},`` string per row) and kept with the cached group."""
+        out: list[bytes | memoryview] = [b"["]
+        left = rows
+        for piece in pieces:
+            take = min(piece.length, left)
+            if take <= 0:
+                break
+            offsets, data = self.cache.derived(
+                piece.group,
+                ("json", tuple(fields)),
+                lambda p=piece: _encode_group(p.group, p.city, fields, encoder),
+            )
+            out.append(data[offsets[piece.start] : offsets[piece.start + take]])
+            left -= take
+        if len(out) > 1:
+            out[-1] = out[-1][:-1]  # the last row's comma
+        out.append(b"]")
+        return out
 
 
-def _with_city(city: str, batch: pa.RecordBatch, cols: Sequence[str]) -> pa.RecordBatch:
-    city_col = pa.repeat(pa.scalar(city, pa.string()), batch.num_rows)
+def _encode_group(
+    group: CachedGroup, city: str, fields: Sequence[str], encoder: RowEncoder
+) -> tuple[tuple[np.ndarray, memoryview], int]:
+    n = group.batch.num_rows
+    columns = [
+        pa.repeat(pa.scalar(city, pa.string()), n) if f == "city_id" else group.batch.column(f)
+        for f in fields
+    ]
+    rows = encoder(list(fields), columns)
+    _, offsets, data = rows.buffers()
+    off = np.frombuffer(offsets, dtype=np.int32)[rows.offset : rows.offset + n + 1]
+    view = memoryview(data) if data is not None else memoryview(b"")
+    return (off, view), off.nbytes + (off[-1] - off[0] if n else 0)
+
+
+def _with_city(piece: Piece, cols: Sequence[str]) -> pa.RecordBatch:
+    batch = piece.group.batch.slice(piece.start, piece.length)
+    city_col = pa.repeat(pa.scalar(piece.city, pa.string()), batch.num_rows)
     arrays = [city_col if c == "city_id" else batch.column(c) for c in cols]
     return pa.RecordBatch.from_arrays(arrays, names=list(cols))
 
 
-def _merge(
-    slices: list[tuple[str, pa.RecordBatch]], cols: Sequence[str], data_cols: list[str], want: int
-) -> pa.Table:
+def _merge(pieces: list[Piece], cols: Sequence[str], want: int) -> FastResult:
     schema = pa.schema([SPEC.schema.field(c) for c in cols])
-    if not slices:
-        return schema.empty_table()
-    batches = [_with_city(city, b, cols) for city, b in slices]
-    if len(batches) == 1:
-        return pa.Table.from_batches(batches, schema=schema)
+    if not pieces:
+        return FastResult(schema.empty_table(), [])
+    batches = [_with_city(p, cols) for p in pieces]
     table = pa.Table.from_batches(batches, schema=schema)
-    # one city whose slices follow each other in time (the usual case): already in order
-    if len({c for c, _ in slices}) == 1 and _ascending(batches):
-        return table.slice(0, want)
+    if len(pieces) == 1:
+        return FastResult(table, pieces)
+    # one city whose pieces follow each other in time (the usual case): already in order
+    if len({p.city for p in pieces}) == 1 and _ascending(pieces):
+        return FastResult(table.slice(0, want), pieces)
     order = pc.sort_indices(table, [("ts", "ascending"), ("city_id", "ascending")])
-    return table.take(order[:want])
+    return FastResult(table.take(order[:want]), None)
 
 
-def _ascending(batches: list[pa.RecordBatch]) -> bool:
+def _ascending(pieces: list[Piece]) -> bool:
     last = None
-    for b in batches:
-        ts = b.column("ts")
-        first = ts[0].value
-        if last is not None and first < last:
+    for p in pieces:
+        ts = p.group.ts
+        if last is not None and ts[p.start] < last:
             return False
-        last = ts[len(ts) - 1].value
+        last = ts[p.start + p.length - 1]
     return True

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -17,7 +17,7 @@ import pyarrow as pa
 from stratus.catalog import registry
 from stratus.engine import Engine, TableScan
 from stratus.lakehouse.tables import Lakehouse
-from stratus.weather.fastpath import HourlyFastPath
+from stratus.weather.fastpath import HourlyFastPath, RowEncoder
 
 DEFAULT_ROW_CACHE_BYTES = 256 * 2**20
 
@@ -50,6 +50,9 @@ SUMMARY_FIELDS = (
 class Page:
     table: pa.Table
     next_cursor: str | None
+    # the rows as JSON from the hot path's per-row-group encodings (None: encode ``table``):
+    # given the API's row encoder, the JSON array in pieces
+    json: Callable[[RowEncoder], list[bytes | memoryview]] | None = None
 
 
 def encode_cursor(ts: dt.datetime, city_id: str) -> str:
@@ -148,22 +151,31 @@ class WeatherQueries:
         possible, else (or with ``engine_only``) from the engine."""
         after = decode_cursor(cursor) if cursor else None
         cols = list(dict.fromkeys(["city_id", "ts", *fields]))
-        table = None
+        fast = None
         if self.fast.enabled and not engine_only:
             with_data = self.fast.cities_with_data()
             if any(c not in with_data for c in city_ids):
                 self.check_cities(city_ids)
-            table = self.fast.hourly(city_ids, start, end, cols, limit, after)
+            fast = self.fast.hourly(city_ids, start, end, cols, limit, after)
         else:
             self.check_cities(city_ids)
-        if table is None:
+        if fast is not None:
+            table = fast.table
+        else:
             table = self._hourly_engine(city_ids, start, end, cols, limit, after)
         next_cursor = None
         if table.num_rows > limit:
             table = table.slice(0, limit)
             last = table.slice(limit - 1, 1).select(["ts", "city_id"]).to_pylist()[0]
             next_cursor = encode_cursor(last["ts"], last["city_id"])
-        return Page(table.select(list(fields)), next_cursor)
+        json = None
+        if fast is not None and fast.pieces is not None:
+            pieces, rows, names = fast.pieces, table.num_rows, list(fields)
+
+            def json(encoder: RowEncoder) -> list[bytes | memoryview]:
+                return self.fast.json_rows(pieces, names, rows, encoder)
+
+        return Page(table.select(list(fields)), next_cursor, json)
 
     def _hourly_engine(
         self,
