@@ -19,7 +19,6 @@ from deltalake import write_deltalake
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stratus.api.encoding import json_body
 from stratus.catalog import registry
 from stratus.config import Settings
 from stratus.context import Stratus
