@@ -159,10 +159,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{time.perf_counter() - t0:.1f} s"
         )
         sharing = stratus.sharing
-        sharing.create_share(LOCAL_ADMIN, "bench")
-        sharing.add_table(LOCAL_ADMIN, "bench", "main.weather.hourly")
-        _, secret, tok = sharing.create_recipient(LOCAL_ADMIN, "bench")
-        sharing.grant(LOCAL_ADMIN, "bench", "bench")
+        sharing.admin.create_share(LOCAL_ADMIN, "bench")
+        sharing.admin.add_table(LOCAL_ADMIN, "bench", "main.weather.hourly")
+        _, secret, tok = sharing.admin.create_recipient(LOCAL_ADMIN, "bench")
+        sharing.admin.grant(LOCAL_ADMIN, "bench", "bench")
         root = stratus.lakehouse.url(registry.HOURLY)
         files = stratus.lakehouse.files(registry.HOURLY)
         assert files is not None
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             wait_for_port(port)
             profile = Path(tmp) / "bench.share"
             endpoint = f"http://127.0.0.1:{port}/delta-sharing"
-            profile.write_text(json.dumps(sharing.profile(secret, tok, endpoint)))
+            profile.write_text(json.dumps(sharing.tokens.profile(secret, tok, endpoint)))
             url = f"{profile}#bench.weather.hourly"
 
             def local() -> pd.DataFrame:

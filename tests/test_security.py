@@ -155,8 +155,8 @@ def test_explorer_requests_count_per_principal_after_sign_in(lab: Lab) -> None:
 def test_delta_sharing_recipients_and_signed_files(lab: Lab) -> None:
     app = lab.app(rate_limit="3/minute", rate_limit_ip="2/minute", rate_limit_files="4/minute")
     sharing = platform(app).sharing
-    _, secret, _ = sharing.create_recipient(LOCAL_ADMIN, "acme")
-    _, other, _ = sharing.create_recipient(LOCAL_ADMIN, "globex")
+    _, secret, _ = sharing.admin.create_recipient(LOCAL_ADMIN, "acme")
+    _, other, _ = sharing.admin.create_recipient(LOCAL_ADMIN, "globex")
     client = app.test_client()
     assert [client.get(SHARES, headers=bearer(secret)).status_code for _ in range(3)] == [200] * 3
     body = assert_rate_limited(client.get(SHARES, headers=bearer(secret)))
@@ -361,8 +361,7 @@ class Spy:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, stratus: Stratus) -> None:
         import stratus.catalog.metastore as metastore
-        import stratus.security.authn as authn
-        import stratus.sharing.service as sharing
+        import stratus.catalog.tokens as tokens
 
         self.hashes = 0
         self.lookups = 0
@@ -372,7 +371,7 @@ class Spy:
             self.hashes += 1
             return real(token)
 
-        for module in (metastore, authn, sharing):
+        for module in (metastore, tokens):
             monkeypatch.setattr(module, "hash_token", counting)
 
         def statement(conn: Any, cursor: Any, sql: str, *args: Any) -> None:
@@ -448,9 +447,9 @@ def test_recipient_token_failures_look_and_cost_the_same(
     app = lab.app(rate_limit=HIGH, rate_limit_ip=HIGH)
     stratus = platform(app)
     sharing = stratus.sharing
-    _, revoked, tok = sharing.create_recipient(LOCAL_ADMIN, "initech")
-    assert sharing.revoke_tokens(LOCAL_ADMIN, "initech") == [tok.id]
-    _, expired, _ = sharing.create_recipient(LOCAL_ADMIN, "hooli", days=1e-9)
+    _, revoked, tok = sharing.admin.create_recipient(LOCAL_ADMIN, "initech")
+    assert sharing.admin.revoke_tokens(LOCAL_ADMIN, "initech") == [tok.id]
+    _, expired, _ = sharing.admin.create_recipient(LOCAL_ADMIN, "hooli", days=1e-9)
     cases = {
         "unknown": "dss_" + secrets.token_urlsafe(32),
         "malformed": "x",

@@ -85,8 +85,8 @@ class Live:
         """A fresh recipient granted ``weather``: (name, secret, token id)."""
         name = f"r{uuid.uuid4().hex[:8]}"
         sharing = self.stratus.sharing
-        _, secret, tok = sharing.create_recipient(LOCAL_ADMIN, name, days=days)
-        sharing.grant(LOCAL_ADMIN, "weather", name)
+        _, secret, tok = sharing.admin.create_recipient(LOCAL_ADMIN, name, days=days)
+        sharing.admin.grant(LOCAL_ADMIN, "weather", name)
         return name, secret, tok.id
 
     def profile_for(self, secret: str) -> Path:
@@ -126,9 +126,9 @@ def live(
     stratus.tables.ingest(employees, "main.hr.employees", owner="admin", key=("employee_id",))
 
     sharing = stratus.sharing
-    sharing.create_share(LOCAL_ADMIN, "weather", comment="hourly observations")
-    sharing.add_table(LOCAL_ADMIN, "weather", "main.weather.hourly", history=True)
-    sharing.add_table(
+    sharing.admin.create_share(LOCAL_ADMIN, "weather", comment="hourly observations")
+    sharing.admin.add_table(LOCAL_ADMIN, "weather", "main.weather.hourly", history=True)
+    sharing.admin.add_table(
         LOCAL_ADMIN,
         "weather",
         "main.weather.hourly",
@@ -136,9 +136,9 @@ def live(
         columns=["city_id", "ts", "temp"],
         row_filter=f"city_id IN ('{cities[0]}', '{cities[1]}')",
     )
-    sharing.create_share(LOCAL_ADMIN, "hr")
-    sharing.add_table(LOCAL_ADMIN, "hr", "main.hr.employees", shared_as="hr.employees_omit")
-    sharing.add_table(
+    sharing.admin.create_share(LOCAL_ADMIN, "hr")
+    sharing.admin.add_table(LOCAL_ADMIN, "hr", "main.hr.employees", shared_as="hr.employees_omit")
+    sharing.admin.add_table(
         LOCAL_ADMIN,
         "hr",
         "main.hr.employees",
@@ -146,14 +146,14 @@ def live(
         pii="mask",
         history=True,
     )
-    sharing.create_share(LOCAL_ADMIN, "secret")
-    sharing.add_table(LOCAL_ADMIN, "secret", "main.weather.cities")
+    sharing.admin.create_share(LOCAL_ADMIN, "secret")
+    sharing.admin.add_table(LOCAL_ADMIN, "secret", "main.weather.cities")
     secrets_: dict[str, str] = {}
     for name, shares in (("acme", ("weather", "hr")), ("globex", ("secret",))):
-        _, secret, _ = sharing.create_recipient(LOCAL_ADMIN, name, days=7)
+        _, secret, _ = sharing.admin.create_recipient(LOCAL_ADMIN, name, days=7)
         secrets_[name] = secret
         for share in shares:
-            sharing.grant(LOCAL_ADMIN, share, name)
+            sharing.admin.grant(LOCAL_ADMIN, share, name)
 
     app = create_app(stratus=stratus)
     port = free_port()
@@ -495,7 +495,7 @@ def test_revoked_token_is_refused(live: Live) -> None:
         )
     )
     assert requests.get(files[0]["url"], timeout=30).status_code == 200
-    assert live.stratus.sharing.revoke_tokens(LOCAL_ADMIN, name) == [token_id]
+    assert live.stratus.sharing.admin.revoke_tokens(LOCAL_ADMIN, name) == [token_id]
     with pytest.raises(HTTPError) as err:
         client.list_shares()
     assert err.value.response.status_code == 401
@@ -552,18 +552,23 @@ def test_tampered_and_expired_urls_are_forbidden(live: Live) -> None:
         assert beyond.status_code == 416
     if live.backend == "local":
         assert url.startswith(live.endpoint + "/files/")
-        token = url.rsplit("/", 1)[1]
+        assert url.endswith("?sp=r")  # marked pre-signed (read) for Delta readers
+        token = url.split("?")[0].rsplit("/", 1)[1]
         payload, signature = token.split(".")
         flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
         resp = requests.get(f"{live.endpoint}/files/{payload}.{flipped}", timeout=30)
         assert resp.status_code == 403
         doc = _payload(token)
-        doc["p"] = _payload(files[1]["url"].rsplit("/", 1)[1])["p"]  # another file, same sig
+        doc["p"] = _payload(files[1]["url"].split("?")[0].rsplit("/", 1)[1])[
+            "p"
+        ]  # another file, same sig
         forged = base64.urlsafe_b64encode(orjson.dumps(doc)).decode().rstrip("=")
         resp = requests.get(f"{live.endpoint}/files/{forged}.{signature}", timeout=30)
         assert resp.status_code == 403 and resp.json()["errorCode"] == "PERMISSION_DENIED"
-        ctx = live.stratus.sharing.authenticate(f"Bearer {live.secrets['acme']}")
-        expired = live.stratus.sharing.sign_for_test(doc["p"], ctx, int(time.time() * 1000) - 1)
+        ctx = live.stratus.sharing.tokens.authenticate(f"Bearer {live.secrets['acme']}")
+        expired = live.stratus.sharing.reads.sign_for_test(
+            doc["p"], ctx, int(time.time() * 1000) - 1
+        )
         resp = requests.get(f"{live.endpoint}/files/{expired}", timeout=30)
         assert resp.status_code == 403 and "expired" in resp.json()["message"]
         assert requests.get(f"{live.endpoint}/files/garbage", timeout=30).status_code == 403
@@ -574,7 +579,7 @@ def test_tampered_and_expired_urls_are_forbidden(live: Live) -> None:
         assert (
             requests.get(url.replace(f"sig={sig}", f"sig={other}"), timeout=30).status_code == 403
         )
-        signer = live.stratus.sharing._azure
+        signer = live.stratus.sharing.reads._azure
         assert signer is not None
         path = unquote(url.split("?")[0].split("/main/weather/hourly/", 1)[1])
         table_url = live.stratus.lakehouse.url(registry.HOURLY)
@@ -599,9 +604,9 @@ def test_protocol_errors_and_paging(live: Live) -> None:
     fmt = live.call(
         "GET",
         _path("weather.weather.hourly") + "/metadata",
-        headers={"delta-sharing-capabilities": "responseformat=delta"},
+        headers={"delta-sharing-capabilities": "responseformat=avro"},
     )
-    assert fmt.status_code == 400
+    assert fmt.status_code == 400 and "avro" in fmt.json()["message"]
     bad = live.call("POST", _path("weather.weather.hourly") + "/query", json={"version": "x"})
     assert bad.status_code == 400
     both = live.call(

@@ -67,11 +67,11 @@ def add_shares(stratus: Stratus) -> None:
     from stratus.security.governance import LOCAL_ADMIN
 
     sharing = stratus.sharing
-    sharing.create_share(LOCAL_ADMIN, SHARE, comment="Weather and staff for partners")
-    sharing.add_table(
+    sharing.admin.create_share(LOCAL_ADMIN, SHARE, comment="Weather and staff for partners")
+    sharing.admin.add_table(
         LOCAL_ADMIN, SHARE, "main.weather.hourly", shared_as="weather.hourly", history=True
     )
-    sharing.add_table(
+    sharing.admin.add_table(
         LOCAL_ADMIN,
         SHARE,
         EMPLOYEES,
@@ -79,10 +79,10 @@ def add_shares(stratus: Stratus) -> None:
         columns=["employee_id", "email", "hire_date"],
         pii="mask",
     )
-    sharing.create_recipient(LOCAL_ADMIN, "acme", comment="Acme Corp.")
-    sharing.grant(LOCAL_ADMIN, SHARE, "acme")
-    sharing.create_recipient(LOCAL_ADMIN, "former_partner")
-    sharing.revoke_tokens(LOCAL_ADMIN, "former_partner")
+    sharing.admin.create_recipient(LOCAL_ADMIN, "acme", comment="Acme Corp.")
+    sharing.admin.grant(LOCAL_ADMIN, SHARE, "acme")
+    sharing.admin.create_recipient(LOCAL_ADMIN, "former_partner")
+    sharing.admin.revoke_tokens(LOCAL_ADMIN, "former_partner")
 
 
 # ---- fixtures ------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stratus.catalog.keystore import MetastoreDataKeyStore
 from stratus.config import Settings
@@ -17,6 +17,9 @@ from stratus.security.governance import Governance
 from stratus.tables.protect import ColumnProtector
 from stratus.tables.service import TableService
 from stratus.weather.queries import WeatherQueries
+
+if TYPE_CHECKING:
+    from stratus.sharing.service import Sharing
 
 
 def key_manager(settings: Settings, governance: Governance) -> KeyManager:
@@ -76,10 +79,20 @@ class Stratus:
         return SqlService.from_stratus(self)
 
     @cached_property
-    def sharing(self) -> Any:
-        from stratus.sharing.service import SharingService
+    def sharing(self) -> Sharing:
+        from stratus.sharing.service import Sharing
 
-        return SharingService.from_stratus(self)
+        s = self.settings
+        return Sharing.build(
+            storage=self.storage,
+            lakehouse=self.lakehouse,
+            engine=self.engine,
+            tables=self.tables,
+            metastore=self.governance.metastore,
+            authorizer=self.governance.authorizer,
+            home=s.home,
+            endpoint=f"http://{s.host}:{s.port}/delta-sharing",
+        )
 
     @cached_property
     def jobs(self) -> Any:

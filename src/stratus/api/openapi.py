@@ -27,7 +27,8 @@ from stratus.catalog.metastore import NAME, PRIVILEGES
 from stratus.jobs.definitions import JOB_TYPES
 from stratus.jobs.models import STATES
 from stratus.lineage.graph import MAX_DEPTH
-from stratus.sharing.service import MAX_TOKEN_DAYS, PII_MODES
+from stratus.sharing.admin import PII_MODES
+from stratus.sharing.tokens import MAX_TOKEN_DAYS
 from stratus.weather.schema import CITY_ID_PATTERN, HOURLY_FIELDS
 
 Schema = dict[str, Any]

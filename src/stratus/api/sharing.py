@@ -1,17 +1,22 @@
 """Delta Sharing over HTTP: the open protocol for recipients, and its administration.
 
-**Protocol** under ``/delta-sharing`` (PROTOCOL.md of delta-io/delta-sharing, parquet response
-format), authenticated with a *recipient's* bearer token (not a Stratus principal's):
+**Protocol** under ``/delta-sharing`` (PROTOCOL.md of delta-io/delta-sharing), authenticated
+with a *recipient's* bearer token (not a Stratus principal's):
 
 - ``GET /shares`` (``maxResults``, ``pageToken``), ``GET /shares/{share}``,
   ``GET /shares/{share}/schemas``, ``GET /shares/{share}/schemas/{schema}/tables``,
   ``GET /shares/{share}/all-tables``
 - ``GET|HEAD .../tables/{table}/version`` (``startingTimestamp``) and the deprecated
   ``HEAD .../tables/{table}``: the ``Delta-Table-Version`` header
-- ``GET .../tables/{table}/metadata``, ``POST .../tables/{table}/query`` (``predicateHints``,
-  ``jsonPredicateHints``, ``limitHint``, ``version``, ``timestamp``, ``startingVersion``,
-  ``endingVersion``), ``GET .../tables/{table}/changes`` (``startingVersion`` |
-  ``startingTimestamp``, ``endingVersion`` | ``endingTimestamp``): ``application/x-ndjson``
+- ``GET .../tables/{table}/metadata`` (``version`` | ``timestamp``), ``POST
+  .../tables/{table}/query`` (``predicateHints``, ``jsonPredicateHints``, ``limitHint``,
+  ``version``, ``timestamp``, ``startingVersion``, ``endingVersion``), ``GET
+  .../tables/{table}/changes`` (``startingVersion`` | ``startingTimestamp``, ``endingVersion`` |
+  ``endingTimestamp``, ``includeHistoricalMetadata``): ``application/x-ndjson``, in the parquet
+  or (``delta-sharing-capabilities: responseformat=delta``) delta response format; the
+  ``fileidhash`` header picks the file id scheme (echoed; 400 for unknown ones). Tables whose
+  Delta protocol needs reader features not served here (deletion vectors, column mapping) are
+  refused with 400.
 - ``GET|HEAD /files/{signed token}``: a data file on local storage (Range requests work)
 
 Errors are ``{"errorCode", "message"}`` (400 INVALID_PARAMETER_VALUE, 401 UNAUTHENTICATED, 403
@@ -64,15 +69,11 @@ from stratus.lakehouse.storage import StorageError
 from stratus.pii import PiiError
 from stratus.security.audit import AuditRecord
 from stratus.sharing import models as sm
+from stratus.sharing.common import ENDPOINT_ENV, RecipientContext, TableResponse, iso
+from stratus.sharing.formats import CAPABILITIES, FILE_ID_HASH, Wire
 from stratus.sharing.protocol import ndjson
-from stratus.sharing.service import (
-    ENDPOINT_ENV,
-    RecipientContext,
-    SharingService,
-    TableResponse,
-    iso,
-    token_info,
-)
+from stratus.sharing.service import Sharing
+from stratus.sharing.tokens import RecipientTokens, token_info
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,6 @@ PREFIX = "/delta-sharing"
 SERVICE = "deltaSharing"
 JSON_UTF8 = "application/json; charset=utf-8"
 NDJSON = "application/x-ndjson; charset=utf-8"
-CAPABILITIES = "delta-sharing-capabilities"
 
 protocol = Blueprint("delta_sharing", __name__, url_prefix=PREFIX)
 admin = Blueprint("sharing_admin", __name__, url_prefix="/api/v1")
@@ -112,8 +112,8 @@ _ACTIONS = {
 T = TypeVar("T", bound=BaseModel)
 
 
-def _svc() -> SharingService:
-    return platform().sharing  # type: ignore[no-any-return]
+def _svc() -> Sharing:
+    return platform().sharing
 
 
 # ---- protocol plumbing ------------------------------------------------------------------------
@@ -176,7 +176,7 @@ def _authenticate() -> None:
         check_rate_limit(kind="files")  # per client IP, a limit of their own
         return
     try:
-        ctx = _svc().authenticate(request.headers.get("Authorization"))
+        ctx = _svc().tokens.authenticate(request.headers.get("Authorization"))
     except CatalogError:
         check_rate_limit()  # failed authentication: per client IP
         raise
@@ -219,7 +219,7 @@ def _record(resp: Response) -> Response:
 
 
 def _ctx() -> RecipientContext:
-    return g.recipient  # type: ignore[no-any-return]
+    return g.recipient
 
 
 def _endpoint() -> str:
@@ -250,25 +250,16 @@ def _listing(items: list[dict[str, Any]], next_token: str | None) -> Response:
     return Response(orjson.dumps(payload), content_type=JSON_UTF8)
 
 
-def _check_format() -> None:
-    """Only the parquet response format is served: a client asking for delta alone is told."""
-    raw = request.headers.get(CAPABILITIES)
-    if not raw:
-        return
-    for part in raw.split(";"):
-        key, _, values = part.partition("=")
-        if key.strip().lower() == "responseformat":
-            formats = {v.strip().lower() for v in values.split(",") if v.strip()}
-            if formats and "parquet" not in formats:
-                raise InvalidArgument(
-                    "this server answers in responseformat=parquet only", parameter=CAPABILITIES
-                )
+def _wire() -> Wire:
+    """The response format and file id scheme the client asked for (400 for unknown ones)."""
+    return Wire.from_headers(request.headers.get(CAPABILITIES), request.headers.get(FILE_ID_HASH))
 
 
 def _table_response(resp: TableResponse) -> Response:
     out = Response(ndjson(resp.lines), content_type=NDJSON)
     out.headers["Delta-Table-Version"] = str(resp.version)
     out.headers[CAPABILITIES] = "responseformat=parquet"
+    out.headers.update(resp.headers)
     return out
 
 
@@ -281,25 +272,27 @@ def _version_response(version: int) -> Response:
 # ---- protocol routes ------------------------------------------------------------------------
 @protocol.get("/shares")
 def list_shares() -> Response:
-    items, token = _svc().list_shares(_ctx(), _max_results(), request.args.get("pageToken"))
+    items, token = _svc().reads.list_shares(_ctx(), _max_results(), request.args.get("pageToken"))
     return _listing(items, token)
 
 
 @protocol.get("/shares/<share>")
 def get_share(share: str) -> Response:
-    payload = {"share": _svc().get_share(_ctx(), share)}
+    payload = {"share": _svc().reads.get_share(_ctx(), share)}
     return Response(orjson.dumps(payload), content_type=JSON_UTF8)
 
 
 @protocol.get("/shares/<share>/schemas")
 def list_schemas(share: str) -> Response:
-    items, token = _svc().list_schemas(_ctx(), share, _max_results(), request.args.get("pageToken"))
+    items, token = _svc().reads.list_schemas(
+        _ctx(), share, _max_results(), request.args.get("pageToken")
+    )
     return _listing(items, token)
 
 
 @protocol.get("/shares/<share>/schemas/<schema>/tables")
 def list_tables(share: str, schema: str) -> Response:
-    items, token = _svc().list_tables(
+    items, token = _svc().reads.list_tables(
         _ctx(), share, schema, _max_results(), request.args.get("pageToken")
     )
     return _listing(items, token)
@@ -307,7 +300,7 @@ def list_tables(share: str, schema: str) -> Response:
 
 @protocol.get("/shares/<share>/all-tables")
 def list_all_tables(share: str) -> Response:
-    items, token = _svc().list_tables(
+    items, token = _svc().reads.list_tables(
         _ctx(), share, None, _max_results(), request.args.get("pageToken")
     )
     return _listing(items, token)
@@ -316,23 +309,24 @@ def list_all_tables(share: str) -> Response:
 @protocol.route("/shares/<share>/schemas/<schema>/tables/<table>/version", methods=["GET", "HEAD"])
 def table_version(share: str, schema: str, table: str) -> Response:
     starting = request.args.get("startingTimestamp") or None
-    return _version_response(_svc().table_version(_ctx(), share, schema, table, starting))
+    return _version_response(_svc().reads.table_version(_ctx(), share, schema, table, starting))
 
 
 @protocol.route("/shares/<share>/schemas/<schema>/tables/<table>", methods=["HEAD"])
 def table_version_head(share: str, schema: str, table: str) -> Response:
-    return _version_response(_svc().table_version(_ctx(), share, schema, table))
+    return _version_response(_svc().reads.table_version(_ctx(), share, schema, table))
 
 
 @protocol.get("/shares/<share>/schemas/<schema>/tables/<table>/metadata")
 def table_metadata(share: str, schema: str, table: str) -> Response:
-    _check_format()
-    return _table_response(_svc().metadata(_ctx(), share, schema, table))
+    wire = _wire()
+    params = {k: v for k, v in request.args.items() if v != "" and k in ("version", "timestamp")}
+    return _table_response(_svc().reads.metadata(_ctx(), share, schema, table, params, wire))
 
 
 @protocol.post("/shares/<share>/schemas/<schema>/tables/<table>/query")
 def query_table(share: str, schema: str, table: str) -> Response:
-    _check_format()
+    wire = _wire()
     raw = request.get_data(cache=True)
     body: Any = {}
     if raw.strip():
@@ -343,19 +337,23 @@ def query_table(share: str, schema: str, table: str) -> Response:
     if not isinstance(body, dict):
         raise InvalidArgument("the body must be a JSON object", parameter="body")
     g.sharing_body = body
-    return _table_response(_svc().query(_ctx(), share, schema, table, body, _endpoint()))
+    return _table_response(
+        _svc().reads.query(_ctx(), share, schema, table, body, _endpoint(), wire)
+    )
 
 
 @protocol.get("/shares/<share>/schemas/<schema>/tables/<table>/changes")
 def table_changes(share: str, schema: str, table: str) -> Response:
-    _check_format()
+    wire = _wire()
     params = {k: v for k, v in request.args.items() if v != ""}
-    return _table_response(_svc().changes(_ctx(), share, schema, table, params, _endpoint()))
+    return _table_response(
+        _svc().reads.changes(_ctx(), share, schema, table, params, _endpoint(), wire)
+    )
 
 
 @protocol.get("/files/<token>")
 def download(token: str) -> Response:
-    found = _svc().open_download(token)
+    found = _svc().reads.open_download(token)
     g.recipient_name = found.recipient
     g.sharing_securable = ("file", found.file_id)
     g.sharing_quiet = not found.first  # the same file again, within the audit window
@@ -529,7 +527,7 @@ def _issued(rcpt: sm.Recipient, secret: str, tok: sm.RecipientToken) -> dict[str
         "recipient": rcpt.name,
         "token": secret,
         "token_info": token_info(tok),
-        "profile": SharingService.profile(secret, tok, _admin_endpoint()),
+        "profile": RecipientTokens.profile(secret, tok, _admin_endpoint()),
     }
 
 
@@ -538,7 +536,7 @@ def create_share() -> Response:
     data = _json_body()
     _audit("createShare", "share", data.get("name") if isinstance(data.get("name"), str) else None)
     body = _parse(CreateShareBody, data)
-    share = _svc().create_share(
+    share = _svc().admin.create_share(
         current_identity(), body.name, comment=body.comment, owner=body.owner
     )
     return json_response(_share_info(share, []), status=201)
@@ -547,21 +545,21 @@ def create_share() -> Response:
 @admin.get("/shares")
 def list_admin_shares() -> Response:
     _audit("listShares", "share", None)
-    shares = _svc().list_shares_admin(current_identity())
+    shares = _svc().admin.list_shares_admin(current_identity())
     return json_response({"shares": [_share_info(s) for s in shares]})
 
 
 @admin.get("/shares/<share>")
 def get_admin_share(share: str) -> Response:
     _audit("getShare", "share", share)
-    row, recipients = _svc().get_share_admin(current_identity(), share)
+    row, recipients = _svc().admin.get_share_admin(current_identity(), share)
     return json_response(_share_info(row, recipients))
 
 
 @admin.delete("/shares/<share>")
 def delete_share(share: str) -> Response:
     _audit("deleteShare", "share", share)
-    _svc().delete_share(current_identity(), share)
+    _svc().admin.delete_share(current_identity(), share)
     return json_response({})
 
 
@@ -570,7 +568,7 @@ def add_table(share: str) -> Response:
     data = _json_body()
     _audit("addShareTable", "share", share, data)
     body = _parse(AddTableBody, data)
-    row = _svc().add_table(
+    row = _svc().admin.add_table(
         current_identity(),
         share,
         body.table,
@@ -587,7 +585,7 @@ def add_table(share: str) -> Response:
 @admin.delete("/shares/<share>/tables/<shared_name>")
 def remove_table(share: str, shared_name: str) -> Response:
     _audit("removeShareTable", "share", share, {"table": shared_name})
-    _svc().remove_table(current_identity(), share, shared_name)
+    _svc().admin.remove_table(current_identity(), share, shared_name)
     return json_response({})
 
 
@@ -596,14 +594,14 @@ def grant_share(share: str) -> Response:
     data = _json_body()
     _audit("grantShare", "share", share, data)
     body = _parse(GrantBody, data)
-    _svc().grant(current_identity(), share, body.recipient)
+    _svc().admin.grant(current_identity(), share, body.recipient)
     return json_response({"share": share, "recipient": body.recipient})
 
 
 @admin.delete("/shares/<share>/recipients/<recipient>")
 def revoke_share(share: str, recipient: str) -> Response:
     _audit("revokeShare", "share", share, {"recipient": recipient})
-    _svc().revoke(current_identity(), share, recipient)
+    _svc().admin.revoke(current_identity(), share, recipient)
     return json_response({})
 
 
@@ -613,7 +611,7 @@ def create_recipient() -> Response:
     name = data.get("name") if isinstance(data.get("name"), str) else None
     _audit("createRecipient", "recipient", name, data)
     body = _parse(CreateRecipientBody, data)
-    rcpt, secret, tok = _svc().create_recipient(
+    rcpt, secret, tok = _svc().admin.create_recipient(
         current_identity(), body.name, comment=body.comment, days=body.days
     )
     return json_response(_issued(rcpt, secret, tok), status=201)
@@ -622,19 +620,19 @@ def create_recipient() -> Response:
 @admin.get("/recipients")
 def list_recipients() -> Response:
     _audit("listRecipients", "recipient", None)
-    return json_response({"recipients": _svc().list_recipients(current_identity())})
+    return json_response({"recipients": _svc().admin.list_recipients(current_identity())})
 
 
 @admin.get("/recipients/<name>")
 def get_recipient(name: str) -> Response:
     _audit("getRecipient", "recipient", name)
-    return json_response(_svc().get_recipient(current_identity(), name))
+    return json_response(_svc().admin.get_recipient(current_identity(), name))
 
 
 @admin.delete("/recipients/<name>")
 def delete_recipient(name: str) -> Response:
     _audit("deleteRecipient", "recipient", name)
-    _svc().delete_recipient(current_identity(), name)
+    _svc().admin.delete_recipient(current_identity(), name)
     return json_response({})
 
 
@@ -643,7 +641,7 @@ def create_token(name: str) -> Response:
     data = _json_body()
     _audit("createRecipientToken", "recipient", name, data)
     body = _parse(TokenBody, data)
-    rcpt, secret, tok = _svc().create_token(
+    rcpt, secret, tok = _svc().admin.create_token(
         current_identity(), name, days=body.days, comment=body.comment
     )
     return json_response(_issued(rcpt, secret, tok), status=201)
@@ -652,7 +650,7 @@ def create_token(name: str) -> Response:
 @admin.delete("/recipients/<name>/tokens/<token_id>")
 def revoke_token(name: str, token_id: str) -> Response:
     _audit("revokeRecipientToken", "recipient", name, {"token_id": token_id})
-    revoked = _svc().revoke_tokens(current_identity(), name, token_id)
+    revoked = _svc().admin.revoke_tokens(current_identity(), name, token_id)
     return json_response({"revoked": revoked})
 
 
@@ -662,10 +660,10 @@ def download_profile(name: str) -> Response:
     data = _json_body()
     _audit("createRecipientProfile", "recipient", name, data)
     body = _parse(TokenBody, data)
-    rcpt, secret, tok = _svc().create_token(
+    rcpt, secret, tok = _svc().admin.create_token(
         current_identity(), name, days=body.days, comment=body.comment or "profile download"
     )
-    profile = SharingService.profile(secret, tok, _admin_endpoint())
+    profile = RecipientTokens.profile(secret, tok, _admin_endpoint())
     resp = Response(orjson.dumps(profile, option=orjson.OPT_INDENT_2), content_type=JSON_UTF8)
     resp.headers["Content-Disposition"] = f'attachment; filename="{rcpt.name}.share"'
     resp.headers["Cache-Control"] = "no-store"

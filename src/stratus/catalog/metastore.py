@@ -9,9 +9,7 @@ authorizer's in-memory snapshot knows when to reload.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
-import secrets
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -29,6 +27,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from stratus.catalog import models as m
 from stratus.catalog.errors import AlreadyExists, InvalidArgument, NotEmpty, NotFound
+from stratus.catalog.tokens import BearerTokens
+from stratus.catalog.tokens import hash_token as hash_token  # re-exported
 
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,254}")
 SECURABLE_TYPES = ("metastore", "catalog", "schema", "table", "volume")
@@ -58,18 +58,8 @@ PRIVILEGES = (
 )
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
 
 
 def check_name(value: str, what: str = "name") -> str:
@@ -112,6 +102,10 @@ class MetastoreService:
                 cur.close()
 
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # API tokens: the one bearer-token store (sharing recipients' tokens use another table)
+        self.tokens = BearerTokens(
+            self._sessions, m.Token, m.Principal, "principal_id", TOKEN_PREFIX
+        )
         self._lock = threading.Lock()
         self.changes = 0  # authorization changes committed by this process
         self.upgrade()
@@ -136,6 +130,13 @@ class MetastoreService:
             bumped = s.info.pop("bumped", False)
         if bumped:  # committed: this process's authorizer reloads on its next question
             self.changes += 1
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reads only (nothing is committed): for callers that query several
+        tables at once, e.g. the authorizer's snapshot and the sharing store."""
+        with self._sessions() as s:
+            yield s
 
     @contextmanager
     def _creating(self, what: str) -> Iterator[Session]:
@@ -229,40 +230,20 @@ class MetastoreService:
         self, principal: str, *, days: float | None = 90, comment: str | None = None
     ) -> tuple[str, m.Token]:
         """A new random token; the plaintext is returned once and only its hash is stored."""
-        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        expires = _now() + dt.timedelta(days=days) if days else None
         with self.session() as s:
             p = s.scalar(select(m.Principal).where(m.Principal.name == principal))
             if p is None:
                 raise NotFound(f"principal {principal} does not exist")
             if p.kind == "group":
                 raise InvalidArgument("groups cannot hold tokens")
-            tok = m.Token(
-                principal_id=p.id,
-                token_hash=hash_token(secret),
-                prefix=secret[: len(TOKEN_PREFIX) + 4],
-                comment=comment,
-                expires_at=expires,
-            )
-            s.add(tok)
-            return secret, tok
+            return self.tokens.issue(s, p.id, days=days or None, comment=comment)
 
     def resolve_token(self, secret: str) -> m.Principal | None:
         """The active principal holding this unexpired, unrevoked token, else None."""
-        with self._sessions() as s:
-            row = s.execute(
-                select(m.Token, m.Principal)
-                .join(m.Principal, m.Token.principal_id == m.Principal.id)
-                .where(m.Token.token_hash == hash_token(secret))
-            ).first()
-        if row is None:
+        found = self.tokens.lookup(secret)
+        if found is None or not found[1].active:
             return None
-        tok, principal = row
-        expires = _aware(tok.expires_at)
-        if tok.revoked_at is not None or not principal.active:
-            return None
-        if expires is not None and expires <= _now():
-            return None
+        principal: m.Principal = found[1]
         return principal
 
     def list_tokens(self, principal: str | None = None) -> list[tuple[m.Token, str]]:
@@ -279,7 +260,7 @@ class MetastoreService:
             tok = s.get(m.Token, token_id)
             if tok is None:
                 raise NotFound(f"token {token_id} does not exist")
-            tok.revoked_at = tok.revoked_at or _now()
+            self.tokens.revoke([tok])
             self._bump(s)
 
     # ---- securables ----------------------------------------------------------------------

@@ -138,16 +138,22 @@ class GroupMember(Base):
     )
 
 
-class Token(Base):
-    __tablename__ = "tokens"
+class BearerTokenColumns:
+    """The columns of a bearer-token table (API tokens here, sharing recipients' tokens in
+    :mod:`stratus.sharing.models`), which :class:`stratus.catalog.tokens.BearerTokens` serves."""
+
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
-    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
     prefix: Mapped[str] = mapped_column(String(16))  # shown in listings to tell tokens apart
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Token(BearerTokenColumns, Base):
+    __tablename__ = "tokens"
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"))
 
 
 class Grant(Base):

@@ -23,11 +23,14 @@ class TableSpec:
     sort_by: tuple[str, ...] = ()
     comment: str = ""
     column_tags: dict[str, dict[str, str]] = field(default_factory=dict)
+    # where the table lives relative to the lakehouse root, when not ``catalog/schema/table``
+    # (tables outside the catalog, e.g. Delta Sharing's derived copies)
+    location: str | None = None
 
     @property
     def path(self) -> str:
-        """Location relative to the lakehouse root: ``catalog/schema/table``."""
-        return self.full_name.replace(".", "/")
+        """Location relative to the lakehouse root: ``catalog/schema/table`` by default."""
+        return self.location or self.full_name.replace(".", "/")
 
     @property
     def short_name(self) -> str:

@@ -14,9 +14,13 @@ import os
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+import orjson
 import pyarrow as pa
 from deltalake import DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
@@ -30,6 +34,11 @@ log = logging.getLogger(__name__)
 # (measured in benchmarks/query.py), large enough to keep metadata small.
 ROW_GROUP_SIZE = 8_760
 COMMIT_RETRIES = 10  # enough for 8+ writers racing on one table (tests/test_faults.py)
+_VERSIONS = 64  # past versions (immutable) kept in memory by `snapshot`
+
+
+class NoSuchVersion(LookupError):
+    """The table has no such version (never made, or no longer in its log)."""
 
 
 class WriteConflictError(RuntimeError):
@@ -45,6 +54,56 @@ class _Cached:
     files: pa.Table | None = None  # add actions of `version`
     files_version: int = -1
     index: list[FileEntry] | None = None  # the same, as plain Python for fast pruning
+    snapshot: TableVersion | None = None  # `version` as plain data
+
+
+@dataclass(frozen=True)
+class TableVersion:
+    """One version of a Delta table as plain, immutable data (safe to share between threads):
+    its add actions, schema, metadata and protocol. ``memo`` holds what readers derive from it
+    (it is immutable too, so derived values never go stale)."""
+
+    version: int
+    files: pa.Table  # add actions, flattened (``get_add_actions(flatten=True)``)
+    schema_json: str
+    arrow_schema: pa.Schema | None  # None for a schema Arrow cannot express
+    partition_columns: list[str]
+    configuration: dict[str, str]
+    table_id: str
+    name: str | None
+    description: str | None
+    created_time: int | None
+    min_reader_version: int
+    min_writer_version: int
+    reader_features: tuple[str, ...]
+    writer_features: tuple[str, ...]
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @classmethod
+    def of(cls, table: DeltaTable) -> TableVersion:
+        meta = table.metadata()
+        proto = table.protocol()
+        schema = table.schema()
+        try:
+            arrow: pa.Schema | None = pa.schema(schema.to_arrow())
+        except Exception:  # an exotic schema: readers lose typed pruning, nothing else
+            arrow = None
+        return cls(
+            version=table.version(),
+            files=pa.table(table.get_add_actions(flatten=True)),
+            schema_json=schema.to_json(),
+            arrow_schema=arrow,
+            partition_columns=list(meta.partition_columns),
+            configuration=dict(meta.configuration or {}),
+            table_id=str(meta.id),
+            name=meta.name,
+            description=meta.description,
+            created_time=meta.created_time,
+            min_reader_version=int(proto.min_reader_version),
+            min_writer_version=int(proto.min_writer_version),
+            reader_features=tuple(proto.reader_features or ()),
+            writer_features=tuple(proto.writer_features or ()),
+        )
 
 
 @dataclass(frozen=True)
@@ -78,6 +137,7 @@ class Lakehouse:
         self._failed: dict[str, tuple[float, str]] = {}
         self._prepare_lock = threading.Lock()
         self._prepared = False
+        self._versions: OrderedDict[tuple[str, int], TableVersion] = OrderedDict()
 
     def prepare(self) -> None:
         """Create the root folder or container once per process (before the first open)."""
@@ -244,6 +304,76 @@ class Lakehouse:
     def version(self, spec: TableSpec) -> int | None:
         dt_ = self.table(spec)
         return None if dt_ is None else dt_.version()
+
+    # ---- versions, history and commits ------------------------------------------------------
+    def snapshot(self, spec: TableSpec, version: int | None = None) -> TableVersion | None:
+        """The table at ``version`` (latest: None) as plain data, or None if there is no table.
+        The latest follows the table's refreshes (with the outage memo above); past versions
+        are immutable and the last few are kept. NoSuchVersion for a version it does not have."""
+        with self._table_lock(spec):
+            cached = self._current(spec)
+            if cached is None:
+                if version is None:
+                    return None
+                raise NoSuchVersion(f"{spec.full_name} has no version {version}")
+            if version is None or version == cached.version:
+                if cached.snapshot is None or cached.snapshot.version != cached.version:
+                    with storage_io(f"cannot read table {spec.full_name}"):
+                        cached.snapshot = TableVersion.of(cached.table)
+                return cached.snapshot
+            if version > cached.version:
+                raise NoSuchVersion(f"{spec.full_name} has no version {version} yet")
+        key = (spec.full_name, version)
+        with self._lock:
+            found = self._versions.get(key)
+            if found is not None:
+                self._versions.move_to_end(key)
+                return found
+        try:
+            with storage_io(f"cannot read table {spec.full_name}"):
+                past = TableVersion.of(
+                    DeltaTable(
+                        self.url(spec), version=version, storage_options=self.storage.options
+                    )
+                )
+        except StorageError:
+            raise
+        except DeltaError as exc:
+            raise NoSuchVersion(f"version {version} cannot be read: {exc}") from None
+        with self._lock:
+            self._versions[key] = past
+            while len(self._versions) > _VERSIONS:
+                self._versions.popitem(last=False)
+        return past
+
+    def history(self, spec: TableSpec) -> list[tuple[int, int]]:
+        """(version, commit timestamp in ms) of every version still in the log, oldest first."""
+        table = self.table(spec)
+        if table is None:
+            return []
+        with self._table_lock(spec), storage_io(f"cannot read the history of {spec.full_name}"):
+            rows = table.history()
+        out = [(int(r["version"]), int(r.get("timestamp") or 0)) for r in rows if "version" in r]
+        return sorted(out)
+
+    def commit(self, spec: TableSpec, version: int) -> list[dict[str, Any]]:
+        """The actions of one commit (``_delta_log/<version>.json``); NoSuchVersion if the log
+        no longer has it."""
+        name = f"_delta_log/{version:020d}.json"
+        url = self.url(spec)
+        try:
+            if self.storage.is_local:
+                raw = Path(url, name).read_bytes()
+            else:
+                import pyarrow.fs as pafs
+                from deltalake.fs import DeltaStorageHandler
+
+                fs = pafs.PyFileSystem(DeltaStorageHandler(url, self.storage.options))
+                with fs.open_input_stream(name) as fh:
+                    raw = fh.read()
+        except (FileNotFoundError, OSError):
+            raise NoSuchVersion(f"version {version} is no longer in the table's log") from None
+        return [orjson.loads(line) for line in raw.splitlines() if line.strip()]
 
     # ---- writing -------------------------------------------------------------------------
     def _writer_properties(self) -> WriterProperties:

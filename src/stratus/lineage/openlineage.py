@@ -47,9 +47,9 @@ from openlineage.client.transport.file import FileConfig, FileTransport
 from openlineage.client.transport.http import HttpConfig, HttpTransport
 from openlineage.client.transport.transport import Transport
 
+from stratus.batching import BatchWorker
 from stratus.config import Settings
 from stratus.lineage.model import ColumnEdge, LineageEvent
-from stratus.lineage.store import BatchWorker
 
 log = logging.getLogger(__name__)
 

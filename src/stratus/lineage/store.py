@@ -14,25 +14,19 @@ now; ``close()`` drains the queue (also at interpreter exit).
 
 from __future__ import annotations
 
-import atexit
 import logging
-import queue
-import threading
-import time
 import uuid
-from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import pyarrow as pa
 
+from stratus.batching import BatchedWriter
 from stratus.catalog.registry import TableSpec
 from stratus.engine import LocalEngine, TableScan
-from stratus.lakehouse.storage import StorageError
 from stratus.lakehouse.tables import Lakehouse
 from stratus.lineage.model import LineageEvent
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 _COMMON = [
     pa.field("metastore_id", pa.string()),
@@ -148,110 +142,7 @@ def _base(event: LineageEvent, metastore_id: str | None) -> dict[str, Any]:
     }
 
 
-class BatchWorker(Generic[T]):
-    """A queue drained by one daemon thread that hands ``handle`` batches of items.
-
-    A batch is what arrived within ``flush_interval`` seconds of its first item, at most
-    ``batch_size`` items, or less when a flush or close asks for it now. ``handle`` must not
-    raise (exceptions are logged and the batch is dropped). With ``max_queue``, items that do
-    not fit are dropped and counted in ``dropped`` instead of blocking the caller.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        handle: Callable[[list[T]], None],
-        *,
-        flush_interval: float = 1.0,
-        batch_size: int = 500,
-        max_queue: int = 0,
-    ) -> None:
-        self.name = name
-        self.handle = handle
-        self.flush_interval = flush_interval
-        self.batch_size = batch_size
-        self._queue: queue.Queue[object] = queue.Queue(max_queue)
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._closed = False
-        self.dropped = 0
-
-    def put(self, item: T) -> None:
-        if self._thread is None:
-            self._start()
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            self.dropped += 1
-
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread is None and not self._closed:
-                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-                self._thread.start()
-                atexit.register(self.close)
-
-    def _run(self) -> None:
-        while True:
-            try:
-                items = [self._queue.get(timeout=self.flush_interval)]
-            except queue.Empty:
-                continue
-            deadline = time.monotonic() + self.flush_interval
-            while len(items) < self.batch_size and not _urgent(items[-1]):
-                wait = deadline - time.monotonic()
-                if wait <= 0:
-                    break
-                try:
-                    items.append(self._queue.get(timeout=wait))
-                except queue.Empty:
-                    break
-            batch: list[T] = [i for i in items if i is not _STOP and not isinstance(i, _Flush)]  # type: ignore[misc]
-            if batch:
-                try:
-                    self.handle(batch)
-                except Exception:
-                    log.exception("%s: dropped a batch of %d", self.name, len(batch))
-            for i in items:
-                if isinstance(i, _Flush):
-                    i.done.set()
-            if any(i is _STOP for i in items):
-                return
-
-    def flush(self, timeout: float = 30.0) -> None:
-        """Return once everything queued before the call has been handled."""
-        thread = self._thread
-        if thread is None or not thread.is_alive():
-            return
-        marker = _Flush()
-        self._queue.put(marker)
-        marker.done.wait(timeout)
-
-    def close(self, timeout: float = 30.0) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            thread = self._thread
-        if thread is None:
-            return
-        self._queue.put(_STOP)
-        thread.join(timeout)
-
-
-class _Flush:
-    def __init__(self) -> None:
-        self.done = threading.Event()
-
-
-_STOP = object()
-
-
-def _urgent(item: object) -> bool:
-    return item is _STOP or isinstance(item, _Flush)
-
-
-class LineageStore:
+class LineageStore(BatchedWriter[LineageEvent]):
     """Appends runs to the lineage tables (batched, asynchronous) and reads them back."""
 
     def __init__(
@@ -266,44 +157,22 @@ class LineageStore:
         self.lakehouse = lakehouse
         self.engine = engine
         self.metastore_id = metastore_id
-        self.written = 0  # runs
-        self.failures = 0  # runs whose rows could not be written
-        self._worker: BatchWorker[LineageEvent] = BatchWorker(
-            "lineage-writer", self._write, flush_interval=flush_interval, batch_size=batch_size
+        super().__init__(
+            "lineage-writer", "lineage run(s)", flush_interval=flush_interval, batch_size=batch_size
         )
 
-    def record(self, event: LineageEvent) -> None:
-        self._worker.put(event)
-
-    def write(self, events: list[LineageEvent]) -> None:
-        """Append ``events`` now, on this thread (one commit per table)."""
-        self._write(events)
-
     def _write(self, events: list[LineageEvent]) -> None:
-        try:
-            tables = [r for e in events for r in table_rows(e, self.metastore_id)]
-            columns = [r for e in events for r in column_rows(e, self.metastore_id)]
-            if tables:
-                self.lakehouse.append(
-                    TABLE_LINEAGE, pa.Table.from_pylist(tables, schema=TABLE_LINEAGE_SCHEMA)
-                )
-            if columns:
-                self.lakehouse.append(
-                    COLUMN_LINEAGE, pa.Table.from_pylist(columns, schema=COLUMN_LINEAGE_SCHEMA)
-                )
-            self.written += len(events)
-        except StorageError as exc:  # the store is down: one line, not a traceback
-            self.failures += len(events)
-            log.error("could not write lineage of %d run(s): %s", len(events), exc)
-        except Exception:  # never let lineage kill the writer thread
-            self.failures += len(events)
-            log.exception("could not write lineage of %d run(s)", len(events))
-
-    def flush(self, timeout: float = 30.0) -> None:
-        self._worker.flush(timeout)
-
-    def close(self) -> None:
-        self._worker.close()
+        """One commit per table for the rows of ``events``."""
+        tables = [r for e in events for r in table_rows(e, self.metastore_id)]
+        columns = [r for e in events for r in column_rows(e, self.metastore_id)]
+        if tables:
+            self.lakehouse.append(
+                TABLE_LINEAGE, pa.Table.from_pylist(tables, schema=TABLE_LINEAGE_SCHEMA)
+            )
+        if columns:
+            self.lakehouse.append(
+                COLUMN_LINEAGE, pa.Table.from_pylist(columns, schema=COLUMN_LINEAGE_SCHEMA)
+            )
 
     # ---- reading -------------------------------------------------------------------------
     def version(self, spec: TableSpec) -> int | None:

@@ -1,20 +1,16 @@
 """The audit log: one record per request that touches a securable, in ``system.access.audit``.
 
-Records are queued in memory and a background thread appends them to the Delta table in batches
-(every ``flush_interval`` seconds or ``batch_size`` records), so the request path only pays for a
-queue put. ``close()`` drains the queue: it runs on clean shutdown (atexit, gunicorn worker exit),
+Records are queued in memory and a background thread (:class:`stratus.batching.BatchWorker`, the
+one batch writer lineage uses too) appends them to the Delta table in batches (every
+``flush_interval`` seconds or ``batch_size`` records), so the request path only pays for a queue
+put. ``close()`` drains the queue: it runs on clean shutdown (atexit, gunicorn worker exit),
 so nothing acknowledged is lost then. Parameters are scrubbed of secrets before they are queued.
 """
 
 from __future__ import annotations
 
-import atexit
 import datetime as dt
-import logging
-import queue
 import re
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -22,11 +18,9 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from stratus.batching import BatchedWriter
 from stratus.catalog.registry import TableSpec
-from stratus.lakehouse.storage import StorageError
 from stratus.lakehouse.tables import Lakehouse
-
-log = logging.getLogger(__name__)
 
 AUDIT_SCHEMA = pa.schema(
     [
@@ -93,7 +87,7 @@ class AuditRecord:
         return d
 
 
-class AuditLog:
+class AuditLog(BatchedWriter[AuditRecord]):
     def __init__(
         self,
         lakehouse: Lakehouse,
@@ -106,90 +100,14 @@ class AuditLog:
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.enabled = enabled
-        self._queue: queue.Queue[AuditRecord | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._closed = False
-        self.written = 0
-        self.failures = 0
+        super().__init__(
+            "audit-writer", "audit records", flush_interval=flush_interval, batch_size=batch_size
+        )
 
-    def record(self, rec: AuditRecord) -> None:
-        if not self.enabled:
-            return
-        if self._thread is None:
-            self._start()
-        self._queue.put(rec)
-
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
-                self._thread.start()
-                atexit.register(self.close)
-
-    def _run(self) -> None:
-        while True:
-            try:
-                items: list[object] = [self._queue.get(timeout=self.flush_interval)]
-            except queue.Empty:
-                continue
-            # One Delta commit per batch: gather until flush_interval has passed since the
-            # first record, batch_size records, or a flush()/close() asks for them now. (A
-            # commit per record made many tiny files, and each commit's table reload held the
-            # lakehouse lock that queries need.)
-            deadline = time.monotonic() + self.flush_interval
-            while len(items) < self.batch_size and not _urgent(items[-1]):
-                wait = deadline - time.monotonic()
-                if wait <= 0:
-                    break
-                try:
-                    items.append(self._queue.get(timeout=wait))
-                except queue.Empty:
-                    break
-            records = [i for i in items if isinstance(i, AuditRecord)]
-            if records:
-                self._write(records)
-            for i in items:
-                if isinstance(i, _Marker):
-                    i.event.set()
-            if any(i is None for i in items):
-                return
+    def record(self, item: AuditRecord) -> None:
+        if self.enabled:
+            super().record(item)
 
     def _write(self, records: list[AuditRecord]) -> None:
-        try:
-            table = pa.Table.from_pylist([r.row() for r in records], schema=AUDIT_SCHEMA)
-            self.lakehouse.append(AUDIT, table)
-            self.written += len(records)
-        except StorageError as exc:  # the store is down: one line, not a traceback
-            self.failures += len(records)
-            log.error("could not write %d audit records: %s", len(records), exc)
-        except Exception:  # never let auditing kill the writer thread
-            self.failures += len(records)
-            log.exception("could not write %d audit records", len(records))
-
-    def flush(self, timeout: float = 30.0) -> None:
-        """Write everything queued so far (used by tests and on shutdown)."""
-        if self._thread is None:
-            return
-        done = threading.Event()
-        self._queue.put(_Marker(done))  # type: ignore[arg-type]
-        done.wait(timeout)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._closed or self._thread is None:
-                self._closed = True
-                return
-            self._closed = True
-        self._queue.put(None)
-        self._thread.join(timeout=30)
-
-
-class _Marker:
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
-
-
-def _urgent(item: object) -> bool:
-    """A flush marker or the close sentinel: write what is gathered without waiting."""
-    return item is None or isinstance(item, _Marker)
+        table = pa.Table.from_pylist([r.row() for r in records], schema=AUDIT_SCHEMA)
+        self.lakehouse.append(AUDIT, table)

@@ -1,31 +1,27 @@
 """Who is calling: Stratus API tokens (hashed at rest) and OIDC/JWT bearer tokens.
 
 API tokens are ``stratus_`` + 43 random URL-safe characters (256 bits), so a plain SHA-256 is a
-safe at-rest form and the lookup is by hash (an index probe, not a string comparison). Resolved
-tokens are cached for a few seconds (never past their expiry); any revocation bumps the metastore
-generation, which empties the cache at once (in this process; other processes see it within the
-authorizer's check interval). OIDC tokens are verified against a configured issuer's JWKS URL or
-PEM key, and a claim (``STRATUS_OIDC_PRINCIPAL_CLAIM``) names an existing principal.
+safe at-rest form and the lookup is by hash (an index probe, not a string comparison), in the
+one bearer-token store (:mod:`stratus.catalog.tokens`, shared with sharing recipients' tokens).
+Resolved tokens are cached for a few seconds (never past their expiry); any revocation bumps the
+metastore generation, which empties the cache at once (in this process; other processes see it
+within the authorizer's check interval). OIDC tokens are verified against a configured issuer's
+JWKS URL or PEM key, and a claim (``STRATUS_OIDC_PRINCIPAL_CLAIM``) names an existing principal.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
-from sqlalchemy import select
 
-from stratus.catalog import models as m
 from stratus.catalog.errors import Unauthenticated
-from stratus.catalog.metastore import TOKEN_PREFIX, MetastoreService, hash_token
+from stratus.catalog.metastore import TOKEN_PREFIX, MetastoreService
+from stratus.catalog.tokens import bearer
 from stratus.security.authz import Authorizer, Identity
 
-CACHE_SECONDS = 5.0
 # the one answer to every bearer token that does not authenticate, whatever the reason
 INVALID = "invalid or expired token"
 log = logging.getLogger(__name__)
@@ -68,17 +64,9 @@ class Authenticator:
         self.metastore = metastore
         self.authorizer = authorizer
         self.oidc = oidc
-        self._cache: dict[str, tuple[float, Identity]] = {}
-        self._generation = -1
-        self._lock = threading.Lock()
 
     def authenticate(self, authorization: str | None) -> Identity:
-        if not authorization:
-            raise Unauthenticated("missing Authorization: Bearer <token>")
-        scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthenticated("Authorization must be 'Bearer <token>'")
+        token = bearer(authorization)
         if self.oidc and token.count(".") == 2 and not token.startswith(TOKEN_PREFIX):
             return self._jwt(token)
         # Anything else takes the API token path, malformed or not: hashed and looked up like a
@@ -87,34 +75,16 @@ class Authenticator:
         return self._api_token(token)
 
     def _api_token(self, token: str) -> Identity:
-        key = hash_token(token)
-        now = time.monotonic()
-        snap_gen = self.authorizer.snapshot().generation
-        with self._lock:
-            if snap_gen != self._generation:
-                self._cache.clear()
-                self._generation = snap_gen
-            hit = self._cache.get(key)
-            if hit is not None and hit[0] > now:
-                return hit[1]
-        principal = self.metastore.resolve_token(token)
-        if principal is None:
+        ident = self.metastore.tokens.resolve(
+            token,
+            lambda _token, principal: (
+                self.authorizer.identity(principal) if principal.active else None
+            ),
+            generation=self.authorizer.snapshot().generation,
+        )
+        if ident is None:
             raise Unauthenticated(INVALID)
-        ident = self.authorizer.identity(principal)
-        with self._lock:
-            self._cache[key] = (now + self._cache_seconds(key), ident)
         return ident
-
-    def _cache_seconds(self, key: str) -> float:
-        """How long a resolved token may be served from the cache: never past its expiry."""
-        with self.metastore._sessions() as s:
-            expires = s.scalar(select(m.Token.expires_at).where(m.Token.token_hash == key))
-        if expires is None:
-            return CACHE_SECONDS
-        if expires.tzinfo is None:
-            expires = expires.replace(tzinfo=dt.UTC)
-        left = (expires - dt.datetime.now(dt.UTC)).total_seconds()
-        return max(0.0, min(CACHE_SECONDS, left))
 
     def _jwt(self, token: str) -> Identity:
         assert self.oidc is not None

@@ -116,7 +116,7 @@ def create(name: str, comment: str | None, owner: str | None) -> None:
             "createShare",
             name,
             {"comment": comment, "owner": owner},
-            lambda: s.sharing.create_share(_admin(), name, comment=comment, owner=owner),
+            lambda: s.sharing.admin.create_share(_admin(), name, comment=comment, owner=owner),
         )
     click.echo(f"created share {name}")
 
@@ -167,7 +167,7 @@ def add_table(
             "addShareTable",
             share,
             params,
-            lambda: s.sharing.add_table(
+            lambda: s.sharing.admin.add_table(
                 _admin(),
                 share,
                 table,
@@ -193,7 +193,7 @@ def remove_table(share: str, shared_name: str) -> None:
             "removeShareTable",
             share,
             {"table": shared_name},
-            lambda: s.sharing.remove_table(_admin(), share, shared_name),
+            lambda: s.sharing.admin.remove_table(_admin(), share, shared_name),
         )
     click.echo(f"removed {shared_name} from {share}")
 
@@ -220,9 +220,9 @@ def create_recipient(
             "createRecipient",
             name,
             {"days": days},
-            lambda: s.sharing.create_recipient(_admin(), name, comment=comment, days=days),
+            lambda: s.sharing.admin.create_recipient(_admin(), name, comment=comment, days=days),
         )
-        profile = s.sharing.profile(secret, tok, _endpoint(s, endpoint))
+        profile = s.sharing.tokens.profile(secret, tok, _endpoint(s, endpoint))
     console.print(f"recipient {name} created; token {tok.id} expires {profile['expirationTime']}")
     if profile_out is not None:
         _write_profile(profile, profile_out)
@@ -238,7 +238,7 @@ def create_recipient(
 def grant(share: str, recipient: str, revoke: bool) -> None:
     """Grant SHARE to RECIPIENT (or --revoke it)."""
     with _stratus() as s:
-        fn = s.sharing.revoke if revoke else s.sharing.grant
+        fn = s.sharing.admin.revoke if revoke else s.sharing.admin.grant
         _call(
             s,
             "revokeShare" if revoke else "grantShare",
@@ -266,7 +266,7 @@ def revoke_token(recipient: str, token_id: str | None, all_tokens: bool) -> None
             "revokeRecipientToken",
             recipient,
             {"token_id": token_id, "all": all_tokens},
-            lambda: s.sharing.revoke_tokens(_admin(), recipient, token_id),
+            lambda: s.sharing.admin.revoke_tokens(_admin(), recipient, token_id),
         )
     click.echo(f"revoked {len(revoked)} token(s) of {recipient}")
 
@@ -286,11 +286,11 @@ def profile(recipient: str, days: float, endpoint: str | None, out: Path | None)
             "createRecipientProfile",
             recipient,
             {"days": days},
-            lambda: s.sharing.create_token(
+            lambda: s.sharing.admin.create_token(
                 _admin(), recipient, days=days, comment="profile from the CLI"
             ),
         )
-        doc = s.sharing.profile(secret, tok, _endpoint(s, endpoint))
+        doc = s.sharing.tokens.profile(secret, tok, _endpoint(s, endpoint))
     _write_profile(doc, out)
 
 
@@ -300,9 +300,10 @@ def list_shares() -> None:
     with _stratus() as s:
         admin = _admin()
         shares = [
-            s.sharing.get_share_admin(admin, sh.name) for sh in s.sharing.list_shares_admin(admin)
+            s.sharing.admin.get_share_admin(admin, sh.name)
+            for sh in s.sharing.admin.list_shares_admin(admin)
         ]
-        recipients = s.sharing.list_recipients(admin)
+        recipients = s.sharing.admin.list_recipients(admin)
     out = Table("share", "table", "source", "columns", "filter", "history", "pii", "recipients")
     for sh, granted in shares:
         rows = sorted(sh.tables, key=lambda t: t.shared_name) or [None]

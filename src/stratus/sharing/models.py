@@ -17,7 +17,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, String, 
 from sqlalchemy import UniqueConstraint as Unique
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from stratus.catalog.models import Base
+from stratus.catalog.models import Base, BearerTokenColumns
 
 
 def _uuid() -> str:
@@ -79,16 +79,9 @@ class Recipient(Base):
     created_by: Mapped[str | None] = mapped_column(String(255))
 
 
-class RecipientToken(Base):
+class RecipientToken(BearerTokenColumns, Base):
     __tablename__ = "recipient_tokens"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
     recipient_id: Mapped[str] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"))
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
-    prefix: Mapped[str] = mapped_column(String(16))  # shown in listings to tell tokens apart
-    comment: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ShareGrant(Base):

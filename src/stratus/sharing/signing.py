@@ -167,8 +167,8 @@ class AzureSigner:
             )
         blob = self.blob_name(table_url, path)
         sas = generate_blob_sas(
-            account_name=self.storage.account,
-            container_name=self.storage.container,
+            account_name=str(self.storage.account),
+            container_name=str(self.storage.container),
             blob_name=blob,
             account_key=self._key,
             permission=BlobSasPermissions(read=True),
