@@ -129,10 +129,16 @@ class RowGroupCache:
         return group
 
     def _evict(self) -> None:
+        evicted = False
         while self.bytes > self.max_bytes and self._groups:
             _, old = self._groups.popitem(last=False)
             self.bytes -= old.size
             self.evictions += 1
+            evicted = True
+        if evicted:
+            # hand freed pages back to the OS: the allocator would otherwise keep them, and
+            # the worker's memory grow well past the cache's bound
+            pa.default_memory_pool().release_unused()
 
     def derived(
         self, group: CachedGroup, key: Hashable, build: Callable[[], tuple[Any, int]]

@@ -16,6 +16,7 @@ column) returns None, and the engine answers instead: both give the same rows
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -155,7 +156,7 @@ class HourlyFastPath:
                     if lo < hi:
                         pieces.append(Piece(group, city, lo, min(hi - lo, want)))
         self.answered += 1
-        return _merge(pieces, cols, want)
+        return _merge(self.cache, pieces, cols, want)
 
     def json_rows(
         self, pieces: list[Piece], fields: Sequence[str], rows: int, encoder: RowEncoder
@@ -197,26 +198,45 @@ def _encode_group(
     return (off, view), off.nbytes + (off[-1] - off[0] if n else 0)
 
 
-def _with_city(piece: Piece, cols: Sequence[str]) -> pa.RecordBatch:
-    batch = piece.group.batch.slice(piece.start, piece.length)
-    city_col = pa.repeat(pa.scalar(piece.city, pa.string()), batch.num_rows)
-    arrays = [city_col if c == "city_id" else batch.column(c) for c in cols]
-    return pa.RecordBatch.from_arrays(arrays, names=list(cols))
+def _with_city(cache: RowGroupCache, piece: Piece, cols: Sequence[str]) -> list[pa.Array]:
+    """The piece's columns, its city's (a partition value, not in the file) included."""
+    group, start, length = piece.group, piece.start, piece.length
+    arrays = []
+    for c in cols:
+        if c == "city_id":
+            city = cache.derived(group, "city", lambda: _city_column(group, piece.city))
+            arrays.append(city.slice(start, length))
+        else:
+            arrays.append(group.batch.column(c).slice(start, length))
+    return arrays
 
 
-def _merge(pieces: list[Piece], cols: Sequence[str], want: int) -> FastResult:
-    schema = pa.schema([SPEC.schema.field(c) for c in cols])
+def _city_column(group: CachedGroup, city: str) -> tuple[pa.Array, int]:
+    col = pa.repeat(pa.scalar(city, pa.string()), group.batch.num_rows)
+    return col, col.nbytes
+
+
+def _merge(cache: RowGroupCache, pieces: list[Piece], cols: Sequence[str], want: int) -> FastResult:
+    schema = _schema(tuple(cols))
     if not pieces:
         return FastResult(schema.empty_table(), [])
-    batches = [_with_city(p, cols) for p in pieces]
-    table = pa.Table.from_batches(batches, schema=schema)
     if len(pieces) == 1:
+        table = pa.Table.from_arrays(_with_city(cache, pieces[0], cols), schema=schema)
         return FastResult(table, pieces)
+    batches = [
+        pa.RecordBatch.from_arrays(_with_city(cache, p, cols), schema=schema) for p in pieces
+    ]
+    table = pa.Table.from_batches(batches, schema=schema)
     # one city whose pieces follow each other in time (the usual case): already in order
     if len({p.city for p in pieces}) == 1 and _ascending(pieces):
         return FastResult(table.slice(0, want), pieces)
     order = pc.sort_indices(table, [("ts", "ascending"), ("city_id", "ascending")])
     return FastResult(table.take(order[:want]), None)
+
+
+@functools.lru_cache(maxsize=512)
+def _schema(cols: tuple[str, ...]) -> pa.Schema:
+    return pa.schema([SPEC.schema.field(c) for c in cols])
 
 
 def _ascending(pieces: list[Piece]) -> bool:
