@@ -19,6 +19,7 @@ from deltalake import write_deltalake
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stratus.api.encoding import json_body
 from stratus.catalog import registry
 from stratus.config import Settings
 from stratus.context import Stratus
@@ -186,6 +187,8 @@ def test_fast_path_and_engine_give_the_same_pages(
     assert fast.table.column_names == slow.table.column_names == fields
     assert fast.table.to_pylist() == slow.table.to_pylist()
     assert fast.next_cursor == slow.next_cursor
+    # the JSON served from the cached per-row-group encodings is the engine page's JSON
+    assert json_body(fast.table, {}, fast.json) == json_body(slow.table, {})
 
 
 @settings(
@@ -230,6 +233,34 @@ def test_cache_is_bounded_and_evicts_least_recently_used(lake: Stratus) -> None:
     assert {k[1] for k in cache._groups} == {0, 2}
     assert cache.bytes <= cache.max_bytes
     assert cache.hits == 1 and cache.misses == 3
+
+
+def test_json_text_counts_against_the_cache_bound(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    stratus = Stratus.from_settings(Settings(home=tmp_path / "home"))
+    try:
+        for c in ("x1", "x2", "x3"):
+            stratus.lakehouse.append(
+                registry.HOURLY, hours(c, dt.datetime(2020, 1, 1, 1), 24 * 60, rng)
+            )
+        q = stratus.weather
+        week = (dt.date(2020, 1, 2), dt.date(2020, 1, 8))
+        page = q.hourly(["x1"], *week, fields=list(HOURLY_FIELDS), limit=5000)
+        cache = q.fast.cache
+        (group,) = cache._groups.values()
+        before, derived_before = cache.bytes, group.derived_bytes  # (its city column)
+        json_body(page.table, {}, page.json)
+        added = group.derived_bytes - derived_before
+        assert added > 0 and cache.bytes == before + added
+        assert type(cache.bytes) is int
+        # a bound that holds one group with its JSON text: the next city evicts the first
+        cache.max_bytes = group.size + 1
+        other = q.hourly(["x2"], *week, fields=["temp"], limit=9)
+        json_body(other.table, {}, other.json)
+        assert cache.evictions >= 1 and cache.bytes <= cache.max_bytes
+        assert cache.bytes == sum(g.size for g in cache._groups.values())
+    finally:
+        stratus.close()
 
 
 def test_new_version_drops_only_the_files_it_removed(tmp_path: Path) -> None:

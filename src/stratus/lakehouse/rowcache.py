@@ -149,6 +149,7 @@ class RowGroupCache:
         if value is not None:
             return value
         value, nbytes = build()
+        nbytes = int(nbytes)
         with self._lock:
             cached = self._groups.get(group.key) is group
             if key not in group.derived and cached and group.size + nbytes <= self.max_bytes:
@@ -173,7 +174,8 @@ class RowGroupCache:
         ts = ts_col.cast(pa.int64()).to_numpy(zero_copy_only=False)
         date = date_col.cast(pa.int32()).to_numpy(zero_copy_only=False)
         regular = regular and _sorted(ts) and _sorted(date)
-        return CachedGroup(batch, ts, date, regular, batch.nbytes + ts.nbytes + date.nbytes)
+        size = int(batch.nbytes) + int(ts.nbytes) + int(date.nbytes)
+        return CachedGroup(batch, ts, date, regular, size)
 
     # ---- invalidation ----------------------------------------------------------------------
     def retain(self, paths: Iterable[str]) -> int:

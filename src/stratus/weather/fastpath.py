@@ -195,7 +195,7 @@ def _encode_group(
     _, offsets, data = rows.buffers()
     off = np.frombuffer(offsets, dtype=np.int32)[rows.offset : rows.offset + n + 1]
     view = memoryview(data) if data is not None else memoryview(b"")
-    return (off, view), off.nbytes + (off[-1] - off[0] if n else 0)
+    return (off, view), int(off.nbytes) + (int(off[-1]) - int(off[0]) if n else 0)
 
 
 def _with_city(cache: RowGroupCache, piece: Piece, cols: Sequence[str]) -> list[pa.Array]:
@@ -213,7 +213,7 @@ def _with_city(cache: RowGroupCache, piece: Piece, cols: Sequence[str]) -> list[
 
 def _city_column(group: CachedGroup, city: str) -> tuple[pa.Array, int]:
     col = pa.repeat(pa.scalar(city, pa.string()), group.batch.num_rows)
-    return col, col.nbytes
+    return col, int(col.nbytes)
 
 
 def _merge(cache: RowGroupCache, pieces: list[Piece], cols: Sequence[str], want: int) -> FastResult:
