@@ -147,27 +147,35 @@ def workers_rss_mib(root: int) -> list[float]:
 class Measured:
     run: load.Run
     cpu_ms_per_request: float
+    workers: tuple[float, ...]  # cores used by each worker process during the run
+
+
+def _worker_cpu(root: int) -> dict[int, float]:
+    return {pid: cpu for pid, (depth, cpu) in load.descendants_cpu(root).items() if depth == 1}
 
 
 def measure(wrk: str, server: Server, token: str, script: Path, conns: int, secs: int, log: Path):
     runner = load.Wrk(wrk, server.base, token, timeout_s=10, log=log)
-    cpu0 = tree_cpu(server.pid)
+    cpu0, w0, t0 = tree_cpu(server.pid), _worker_cpu(server.pid), time.monotonic()
     run = runner.run(script, conns, secs)
-    used = tree_cpu(server.pid) - cpu0
-    return Measured(run, used * 1000 / run.requests if run.requests else 0.0)
+    used, w1 = tree_cpu(server.pid) - cpu0, _worker_cpu(server.pid)
+    wall = time.monotonic() - t0
+    split = sorted(((w1[p] - w0[p]) / wall for p in w1 if p in w0), reverse=True)
+    return Measured(run, used * 1000 / run.requests if run.requests else 0.0, tuple(split))
 
 
 def fmt(m: Measured) -> str:
     r = m.run
+    split = "+".join(f"{c:.2f}" for c in m.workers)
     return (
         f"{r.rps:>8.1f} {r.p50_ms:>7.2f} {r.p99_ms:>8.2f} {r.errors:>6} "
-        f"{m.cpu_ms_per_request:>7.2f} {r.others_cpu:>6.2f} {r.load1:>5.2f}"
+        f"{m.cpu_ms_per_request:>7.2f} {split:>10} {r.others_cpu:>6.2f} {r.load1:>5.2f}"
     )
 
 
 HEAD = (
     f"  {'':<8} {'':<9} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>8} {'errors':>6} {'CPU ms':>7}"
-    f" {'others':>6} {'load1':>5}"
+    f" {'workers':>10} {'others':>6} {'load1':>5}"
 )
 
 
@@ -223,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     say("Stratus vs a minimal Flask + Polars app (SYNTHETIC 100 cities x 5 years, 7-day reads)")
     say("=" * 92)
     say(f"{os.cpu_count()} CPUs; load average at start {os.getloadavg()[0]:.2f}; wrk -t1 on the")
-    say("same cores. CPU ms: server CPU time per request. others: cores busy outside the server")
-    say("and wrk (other sessions on this machine).")
+    say("same cores. CPU ms: server CPU time per request. workers: cores used by each worker.")
+    say("others: cores busy outside the server and wrk (other sessions on this machine).")
     results: dict[tuple[str, int], list[Measured]] = {}
     with contextlib.ExitStack() as stack:
         st = stack.enter_context(stratus_server(lake, tmp / "stratus.log"))
