@@ -6,11 +6,13 @@ with the problem documents Stratus answers errors with added, since that spec do
 successes) gets the documents' examples, generated requests, valid (positive) and invalid
 (negative), and schemathesis's boundary ("coverage") cases. Each response must not be a 5xx and
 must match the documents: status code, content type and body, with every object schema closed
-(a field the document does not name fails). Requests authenticate as the metastore admin and,
-in a shorter second pass, as a principal who can only read ``main.weather``. Names in the
-fuzzed copies of the documents are steered (see :func:`steer`) so that requests reach real
-objects, not only "not found". The app runs without rate limits (STRATUS_RATE_LIMIT_ENABLED):
-the fuzzer sends thousands of requests a minute.
+(a field the document does not name fails), and every request the document rules out (negative
+data: a missing parameter, a value of the wrong type or out of range, an unknown body field) must
+be refused with a 4xx, so the request validation is fuzzed as well. Requests authenticate as
+the metastore admin and, in a shorter second pass, as a principal who can only read
+``main.weather``. Names in the fuzzed copies of the documents are steered (see :func:`steer`) so
+that requests reach real objects, not only "not found". The app runs without rate limits
+(STRATUS_RATE_LIMIT_ENABLED): the fuzzer sends thousands of requests a minute.
 
 Generation is derandomized, so a CI run repeats exactly; the number of generated cases is
 counted and must stay above :data:`MIN_CASES`, so a shrinking schema or a broken strategy fails
@@ -36,7 +38,7 @@ from flask import Flask
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import negative_data_rejection, not_a_server_error
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -59,6 +61,7 @@ CHECKS = [
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
+    negative_data_rejection,  # what the document rules out is refused (4xx), never served
 ]
 MIN_CASES = 2000
 # the UC OSS operations Stratus implements (src/stratus/api/unity_catalog.py)
@@ -168,7 +171,31 @@ def uc_spec_with_errors() -> dict[str, Any]:
             if method in ("get", "post", "put", "patch", "delete"):
                 for code in ("400", "401", "403", "404", "409", "413", "414", "429", "431"):
                     op["responses"].setdefault(code, {"description": "Error", **problem})
+    _lenient(doc)
     return doc
+
+
+def _lenient(doc: dict[str, Any]) -> None:
+    """Where Stratus takes more than the UC spec's schemas allow, on purpose, so that every
+    client's way of writing a request works (in place): an optional body field may be null
+    (clients serializing unset fields send null: it means absent); a permissions change may
+    leave out add or remove (the official client sends only what it changes); and lists cap
+    max_results above 1000 at 1000, as the parameter's own description says, instead of
+    refusing it."""
+    schemas = doc["components"]["schemas"]
+    for name in (*BODIES, "PermissionsChange", "UpdatePermissions", "ColumnInfo"):
+        body = schemas.get(name)
+        if body is None or "properties" not in body:
+            continue
+        for prop, schema in body["properties"].items():
+            if prop not in body.get("required", ()) and "$ref" not in schema:
+                schema["nullable"] = True
+    schemas["PermissionsChange"]["required"] = ["principal"]
+    for item in doc["paths"].values():
+        for op in item.values():
+            for param in op.get("parameters", []) if isinstance(op, dict) else []:
+                if param.get("name") == "max_results":
+                    param["schema"].pop("maximum", None)
 
 
 # ---- steering: generated names that sometimes hit real objects --------------------------------
@@ -280,10 +307,12 @@ def _strict(schema: Any) -> None:
         _strict(value)
 
 
-def steer(doc: dict[str, Any]) -> dict[str, Any]:
+def steer(doc: dict[str, Any], *, names: bool = True) -> dict[str, Any]:
     """A copy of ``doc`` with closed object schemas and the names and statements steered as
     described above; UC bodies as Stratus takes them (columns with a type and no negative
-    numbers, no views, no schema storage roots: anything else is a 400)."""
+    numbers, no views, no schema storage roots: anything else is a 400). Without ``names``,
+    names keep the documents' own schemas: negative cases are generated from that copy, since
+    a name outside a steering pattern is not invalid."""
     doc = copy.deepcopy(doc)
     _strict(doc["components"]["schemas"])
     schemas = doc["components"]["schemas"]
@@ -291,7 +320,8 @@ def steer(doc: dict[str, Any]) -> dict[str, Any]:
         column = copy.deepcopy(schemas["ColumnInfo"])  # columns of new tables
         column["required"] = ["name", "type_name"]
         props = column["properties"]
-        props["name"] = {"type": "string", "pattern": f"^{LEAF}$"}
+        if names:
+            props["name"] = {"type": "string", "pattern": f"^{LEAF}$"}
         props["type_name"] = {"type": "string", "enum": ["INT", "LONG", "DOUBLE", "STRING", "DATE"]}
         for prop in ("type_text", "type_json", "type_interval_type"):  # derived for these types
             del props[prop]
@@ -310,6 +340,8 @@ def steer(doc: dict[str, Any]) -> dict[str, Any]:
             ("CreateTable", "view_dependencies"),
         ):
             del schemas[body]["properties"][prop]
+    if not names:
+        return doc
     for path, item in doc["paths"].items():
         for param in item.get("parameters", []):
             _steer_param(path, param)
@@ -334,6 +366,7 @@ def fuzz(
     max_examples: int,
     modes: tuple[GenerationMode, ...] = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE),
     coverage: bool = False,
+    examples: bool = True,
 ) -> None:
     """Send every operation of ``schema`` its examples, ``max_examples`` generated cases per
     mode and, with ``coverage``, schemathesis's boundary cases (each parameter missing, empty,
@@ -357,7 +390,10 @@ def fuzz(
             response = case.call_and_validate(headers=headers, checks=CHECKS)
             statuses[response.status_code] += 1  # noqa: B023 - used before the loop moves on
 
-        strategies = [(f"{op.label} [example]", s, 1) for s in op.get_strategies_from_examples()]
+        strategies = [
+            (f"{op.label} [example]", s, 1)
+            for s in (op.get_strategies_from_examples() if examples else [])
+        ]
         strategies += [
             (f"{op.label} [{mode.value}]", op.as_strategy(generation_mode=mode), max_examples)
             for mode in modes
@@ -412,21 +448,45 @@ def test_every_route_is_documented_or_fuzzed(target: Target) -> None:
 
 
 def test_the_harness_reports_what_breaks_the_documents(target: Target) -> None:
-    """The checks fail on a body missing a required field and on an undocumented status."""
+    """The checks fail on a body missing a required field, on an undocumented status and on
+    a request the document rules out that the handler serves anyway."""
     doc = spec()
     doc["components"]["schemas"]["Version"]["required"].append("build")
     del doc["paths"]["/api/v1/jobs/{job_id}"]["get"]["responses"]["404"]
-    schema = schemathesis.openapi.from_dict(doc).include(operation_id=["getVersion", "getJob"])
+    # claim that depth is at most 1: the handler serves 2 to 10, which is what must be caught
+    lineage = doc["paths"]["/api/v1/lineage/tables/{full_name}"]["get"]
+    depth = next(p for p in lineage["parameters"] if p["name"] == "depth")
+    depth["schema"] = {"type": "integer", "minimum": 1, "maximum": 1}
+    lineage["parameters"] = [p for p in lineage["parameters"] if p["in"] == "path" or p is depth]
+    for p in lineage["parameters"]:
+        if p["in"] == "path":
+            p["schema"] = {"type": "string", "enum": ["main.weather.hourly"]}
+    schema = schemathesis.openapi.from_dict(doc).include(
+        operation_id=["getVersion", "getJob", "getTableLineage"]
+    )
     schema.app = target.app
     tally = Tally()
     fuzz(schema, target.admin, tally, max_examples=3, modes=(GenerationMode.POSITIVE,))
-    assert set(tally.statuses) == {"GET /version", "GET /api/v1/jobs/{job_id}"}
+    fuzz(
+        schema.include(operation_id=["getTableLineage"]),
+        target.admin,
+        tally,
+        max_examples=30,
+        modes=(GenerationMode.NEGATIVE,),
+    )
+    assert set(tally.statuses) == {
+        "GET /version",
+        "GET /api/v1/jobs/{job_id}",
+        "GET /api/v1/lineage/tables/{full_name}",
+    }
     version, job = (
         tally.failures["GET /version [positive]"],
         tally.failures["GET /api/v1/jobs/{job_id} [positive]"],
     )
     assert "'build' is a required property" in version or '"build" is a required' in version
     assert "Undocumented" in job and "404" in job
+    served = tally.failures["GET /api/v1/lineage/tables/{full_name} [negative]"]
+    assert "Schema-violating request accepted" in served or "ST201" in served, served
 
 
 # Requests the generators do not make (found by hand around the fuzzing), each answered with
@@ -534,9 +594,16 @@ def test_fuzz_every_operation(target: Target) -> None:
     uc = schemathesis.openapi.from_dict(steer(uc_spec_with_errors())).include(
         operation_id=list(UC_OPERATIONS)
     )
-    api.app = uc.app = target.app
-    fuzz(api, target.admin, tally, max_examples=20, coverage=True)
-    fuzz(uc, target.admin, tally, max_examples=20, coverage=True)
+    # negative cases from the copies whose names are not steered (see steer)
+    api_negative = schemathesis.openapi.from_dict(steer(served, names=False))
+    uc_negative = schemathesis.openapi.from_dict(steer(uc_spec_with_errors(), names=False)).include(
+        operation_id=list(UC_OPERATIONS)
+    )
+    api.app = uc.app = api_negative.app = uc_negative.app = target.app
+    positive, negative = (GenerationMode.POSITIVE,), (GenerationMode.NEGATIVE,)
+    for schema, other in ((api, api_negative), (uc, uc_negative)):
+        fuzz(schema, target.admin, tally, max_examples=20, modes=positive, coverage=True)
+        fuzz(other, target.admin, tally, max_examples=20, modes=negative, coverage=True)
     # a principal who can only read main.weather: refusals must be documented too
     fuzz(api, target.reader, tally, max_examples=8, modes=(GenerationMode.POSITIVE,))
     fuzz(uc, target.reader, tally, max_examples=8, modes=(GenerationMode.POSITIVE,))

@@ -19,6 +19,7 @@ from stratus.context import Stratus
 from stratus.ingest.readers import IngestInputError, total_units
 from stratus.ingest.service import IngestReport
 from stratus.jobs.cli import jobs_command
+from stratus.lakehouse.cli import maintenance_command
 from stratus.lakehouse.storage import StorageError
 from stratus.lakehouse.tables import WriteConflictError
 from stratus.sharing.cli import share_command
@@ -513,4 +514,5 @@ def rotate(data: bool) -> None:
 
 main.add_command(share_command)  # stratus share ... (Delta Sharing)
 main.add_command(sql_command)  # stratus sql ... (Databricks SQL)
+main.add_command(maintenance_command)  # stratus maintenance ... (OPTIMIZE / VACUUM)
 main.add_command(jobs_command)  # stratus jobs ... (processing jobs)

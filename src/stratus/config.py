@@ -61,6 +61,10 @@ class Settings(BaseModel):
     # when the client accepts gzip or deflate (0: never)
     row_cache_mb: int = Field(default=256, ge=0, le=1_048_576)
     compress_min_bytes: int = Field(default=1024, ge=0, le=1 << 30)
+    # VACUUM refuses RETAIN below 7 days unless this is off (Databricks' retentionDurationCheck)
+    vacuum_retention_check: bool = True
+    # the scheduled maintenance job: hours between runs of OPTIMIZE on the system tables (0: off)
+    maintenance_interval_hours: float = Field(default=24.0, ge=0, le=8_760)
 
     # processing jobs (stratus.jobs): the engine that runs them, its Spark Connect URL, and the
     # worker threads per process (0: this process only queues; `stratus jobs worker` runs them)

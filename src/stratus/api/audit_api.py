@@ -15,11 +15,11 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from flask import Blueprint, Response, request
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from stratus.api.auth import audit, current_identity
 from stratus.api.encoding import json_response, rows
-from stratus.api.params import parse
+from stratus.api.params import QueryModel, parse_query
 from stratus.api.problems import invalid_parameter
 from stratus.api.state import platform
 from stratus.catalog.errors import PermissionDenied
@@ -95,19 +95,45 @@ def _text(value: object) -> str:
     return value
 
 
-Bound = Annotated[Instant, BeforeValidator(_instant)]
-Text = Annotated[str, BeforeValidator(_text), Field(max_length=255)]
+STAMP_SCHEMA = {
+    "type": "string",
+    "pattern": r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?)?$",
+    "description": "YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS[.ffffff]][Z|+HH:MM]",
+}
+Bound = Annotated[Instant, BeforeValidator(_instant), WithJsonSchema(STAMP_SCHEMA)]
+Text = Annotated[
+    str,
+    BeforeValidator(_text),
+    Field(max_length=255),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"\S"}),
+]
 
 
-class AuditParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+ACTIONS = "e.g. queryWeather, summarizeWeather, listCities, queryAuditLog, getTable"
 
-    principal: Text | None = None
-    action: Text | None = None
-    outcome: Literal["allowed", "denied", "error"] | None = None
-    since: Bound | None = None  # inclusive
-    until: Bound | None = None  # inclusive; a date alone means the whole of that day (UTC)
-    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+
+class AuditParams(QueryModel):
+    ALIASES = {"limit": "max_results"}
+
+    principal: Text | None = Field(default=None, description="Principal name.")
+    action: Text | None = Field(default=None, description=f"Action name, {ACTIONS}.")
+    outcome: Literal["allowed", "denied", "error"] | None = Field(
+        default=None, description="Outcome of the request."
+    )
+    since: Bound | None = Field(  # inclusive
+        default=None,
+        description="Earliest event time, ISO 8601.",
+    )
+    until: Bound | None = Field(  # inclusive; a date alone means the whole of that day (UTC)
+        default=None,
+        description="Latest event time, ISO 8601.",
+    )
+    max_results: int = Field(
+        default=DEFAULT_LIMIT,
+        ge=1,
+        le=MAX_LIMIT,
+        description="Most records to return (alias: limit).",
+    )
 
     def window(self) -> tuple[dt.datetime | None, dt.datetime | None]:
         """[low, high) in UTC."""
@@ -168,7 +194,7 @@ def query_audit(p: AuditParams) -> list[dict[str, Any]]:
         + (f" WHERE {' AND '.join(where)}" if where else "")
         + " ORDER BY event_time DESC, request_id DESC LIMIT ?"
     )
-    params.append(p.limit)
+    params.append(p.max_results)
     table = stratus.engine.query(sql, {"audit": TableScan(AUDIT, files)}, params)
     out = rows(table)
     for row in out:
@@ -182,7 +208,7 @@ def query_audit(p: AuditParams) -> list[dict[str, Any]]:
 def audit_log() -> Response:
     audit("queryAuditLog", "table", AUDIT.full_name)
     _require_admin()
-    p = parse(AuditParams, request.args)
+    p = parse_query(AuditParams, request.args)
     low, high = p.window()
     if low is not None and high is not None and high <= low:
         raise invalid_parameter("until", "must not be before since")

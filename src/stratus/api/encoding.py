@@ -1,10 +1,10 @@
-"""Arrow tables to JSON (orjson), CSV or Parquet responses, and JSON request bodies.
+"""Arrow tables to JSON (orjson), CSV or Parquet responses (request bodies: stratus.api.params).
 
 JSON rows are encoded from the columns, not from per-row Python dicts: each column becomes an
 array of JSON tokens with Arrow kernels (numbers, dates, timestamps, strings without characters
 to escape) or orjson (anything else, value by value), and one Arrow kernel joins the tokens of
 each row into ``{"name":token,...}``; the answer's bytes are that array's data buffer. The text
-is what orjson gives for the same values (tests/test_encoding.py). Pages of more than
+is what orjson gives for the same values (tests/test_weather_http.py). Pages of more than
 ``STREAM_ROWS`` rows are streamed in pieces of that many rows.
 """
 
@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from flask import Response, request
+from flask import Response
 
 STREAM_ROWS = 10_000  # larger pages are streamed in pieces of this many rows
 FORMATS = ("json", "csv", "parquet")
@@ -41,18 +41,6 @@ _JSON_NATIVE = (
     pa.types.is_timestamp,
     pa.types.is_null,
 )
-
-
-def request_json() -> Any:
-    """The JSON request body (``application/json``), or None if there is none or it is not
-    JSON. orjson refuses what JSON does not allow (NaN, lone surrogates) and nesting deeper than
-    1024 levels (the standard library would raise RecursionError instead)."""
-    if not request.is_json:
-        return None
-    try:
-        return orjson.loads(request.get_data(cache=True))
-    except orjson.JSONDecodeError:
-        return None
 
 
 def _in_python_range(col: pa.ChunkedArray) -> bool:
@@ -360,6 +348,8 @@ def table_response(
     resp = Response(body, mimetype=MIMETYPES[fmt])
     resp.headers["Content-Disposition"] = f'attachment; filename="{filename}.{fmt}"'
     resp.headers["X-Row-Count"] = str(table.num_rows)
-    if envelope.get("next_cursor"):
-        resp.headers["X-Next-Cursor"] = envelope["next_cursor"]
+    token = envelope.get("next_page_token") or envelope.get("next_cursor")
+    if token:
+        resp.headers["X-Next-Page-Token"] = token
+        resp.headers["X-Next-Cursor"] = token  # its old name
     return resp

@@ -1,7 +1,8 @@
 """Processing jobs: thin HTTP over :class:`stratus.jobs.service.JobService`.
 
 ``POST /api/v1/jobs`` (202 + Location; optional ``Idempotency-Key``), ``GET /api/v1/jobs``
-(the caller's jobs, newest first, paged), ``GET /api/v1/jobs/{id}``, ``DELETE /api/v1/jobs/{id}``
+(the caller's jobs, newest first, paged: ``max_results``, ``page_token`` -> ``next_page_token``),
+``GET /api/v1/jobs/{id}``, ``DELETE /api/v1/jobs/{id}``
 (cancel). Registering the blueprint starts the app's worker pool.
 """
 
@@ -11,16 +12,47 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 from flask.sansio.blueprints import BlueprintSetupState
+from pydantic import Field
 
 from stratus.api.auth import audit, current_identity
-from stratus.api.encoding import json_response, request_json
-from stratus.api.problems import Problem, invalid_parameter
+from stratus.api.encoding import json_response
+from stratus.api.params import (
+    PAGING_ALIASES,
+    CsvList,
+    PageToken,
+    QueryModel,
+    json_body,
+    parse_body,
+    parse_query,
+)
+from stratus.api.problems import Problem
 from stratus.api.state import EXTENSION, platform
+from stratus.jobs.models import STATES
 from stratus.jobs.store import JobRecord
-from stratus.jobs.validation import JobInputError, check_idempotency_key, parse_submission
+from stratus.jobs.validation import (
+    JobInputError,
+    JobSubmissionBody,
+    check_idempotency_key,
+    parse_submission,
+)
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
 MAX_LIMIT = 500
+
+
+class JobListParams(QueryModel):
+    LISTS = frozenset({"state"})
+    ALIASES = PAGING_ALIASES
+
+    max_results: int = Field(
+        default=50, ge=1, le=MAX_LIMIT, description="Page size (alias: limit)."
+    )
+    page_token: PageToken = None
+    state: CsvList = Field(
+        default_factory=list,
+        description="Only jobs in these states (comma-separated or repeated).",
+        json_schema_extra={"items": {"type": "string", "enum": list(STATES)}},
+    )
 
 
 @bp.record_once
@@ -58,13 +90,15 @@ def _audit_params(body: object, key: str | None) -> dict[str, Any]:
 
 @bp.post("")
 def submit() -> Response:
-    body = request_json()
     key = request.headers.get("Idempotency-Key")
-    output = body.get("output") if isinstance(body, dict) else None
+    audit("submitJob", "table", None, _audit_params({}, key))
+    body = json_body()
+    output = body.get("output")
     target = output if isinstance(output, str) else None
     audit("submitJob", "table", target, _audit_params(body, key))
+    raw = parse_body(JobSubmissionBody, body)
     try:
-        submission = parse_submission(body)
+        submission = parse_submission(raw)
         audit("submitJob", "table", submission.output, _audit_params(body, key))
         key = check_idempotency_key(key)
         job, created = platform().jobs.submit(current_identity(), submission, key)
@@ -80,20 +114,10 @@ def submit() -> Response:
 @bp.get("")
 def list_jobs() -> Response:
     audit("listJobs", None, None)
-    args = request.args
-    unknown = [k for k in args if k not in ("limit", "page_token", "state")]
-    if unknown:
-        raise invalid_parameter(unknown[0], "unknown parameter")
-    try:
-        limit = int(args.get("limit", "50"))
-    except ValueError:
-        raise invalid_parameter("limit", "must be an integer") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise invalid_parameter("limit", f"must be between 1 and {MAX_LIMIT}")
-    states = [s for v in args.getlist("state") for s in v.split(",") if s]
+    p = parse_query(JobListParams)
     try:
         jobs, token = platform().jobs.list(
-            current_identity(), limit=limit, page_token=args.get("page_token"), states=states
+            current_identity(), limit=p.max_results, page_token=p.page_token, states=p.state
         )
     except JobInputError as exc:
         raise _problem(exc) from None

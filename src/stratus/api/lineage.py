@@ -19,11 +19,11 @@ from __future__ import annotations
 from typing import Literal
 
 from flask import Blueprint, Response, request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from stratus.api.auth import audit, current_identity
 from stratus.api.encoding import json_response
-from stratus.api.params import parse
+from stratus.api.params import QueryModel, parse_query
 from stratus.api.state import platform
 from stratus.lineage.graph import MAX_DEPTH
 from stratus.tables.service import qualify
@@ -31,18 +31,18 @@ from stratus.tables.service import qualify
 bp = Blueprint("lineage", __name__, url_prefix="/api/v1/lineage")
 
 
-class GraphParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    direction: Literal["upstream", "downstream", "both"] = "both"
-    depth: int = Field(default=3, ge=1, le=MAX_DEPTH)
+class GraphParams(QueryModel):
+    direction: Literal["upstream", "downstream", "both"] = Field(
+        default="both", description="Which way to walk."
+    )
+    depth: int = Field(default=3, ge=1, le=MAX_DEPTH, description="How many hops.")
 
 
 @bp.get("/tables/<full_name>")
 def table_lineage(full_name: str) -> Response:
     full_name = qualify(full_name)
     audit("getTableLineage", "table", full_name)
-    p = parse(GraphParams, request.args)
+    p = parse_query(GraphParams, request.args)
     service = platform().lineage
     service.flush()
     graph = service.table_graph(current_identity(), full_name, p.direction, p.depth)
@@ -53,7 +53,7 @@ def table_lineage(full_name: str) -> Response:
 def column_lineage(full_name: str, column: str) -> Response:
     full_name = qualify(full_name)
     audit("getColumnLineage", "table", full_name, {**request.args.to_dict(), "column": column})
-    p = parse(GraphParams, request.args)
+    p = parse_query(GraphParams, request.args)
     service = platform().lineage
     service.flush()
     graph = service.column_graph(current_identity(), full_name, column, p.direction, p.depth)

@@ -10,6 +10,12 @@ protocol by its PROTOCOL.md; neither is repeated here.
 The document is assembled from small builders: :func:`_op` makes an operation from its summary,
 parameters, body, success response and the error statuses it really returns (each error is an
 RFC 9457 problem document, :data:`SCHEMAS` ``Problem``).
+
+Requests are not described by hand: request bodies (:data:`REQUEST_BODIES`) and query
+parameters (:func:`query_params`) are generated with ``model_json_schema()`` from the pydantic
+models the handlers validate with (``stratus.api.params``), so the two cannot say different
+things; ``tests/test_http_edge.py`` checks that each documented operation's handler refuses
+bad input with exactly the model documented. Responses are described here.
 """
 
 from __future__ import annotations
@@ -17,21 +23,124 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from pydantic import BaseModel
+
 from stratus import __version__
-from stratus.api.audit_api import MAX_LIMIT as AUDIT_MAX_LIMIT
-from stratus.api.jobs import MAX_LIMIT as JOBS_MAX_LIMIT
+from stratus.api.audit_api import AuditParams
+from stratus.api.jobs import JobListParams
+from stratus.api.lineage import GraphParams
+from stratus.api.params import QueryModel, SummaryParams, WeatherParams
 from stratus.api.problems import UC_PREFIX
-from stratus.api.sql import MAX_STATEMENT_CHARS
-from stratus.api.unity_catalog import MAX_TAG_VALUE, SECURABLES, TAGGABLE
+from stratus.api.sharing import (
+    AddTableBody,
+    CreateRecipientBody,
+    CreateShareBody,
+    GrantBody,
+    TokenBody,
+)
+from stratus.api.sql import SqlQuery, SqlRequest
+from stratus.api.tables import RowsParams
+from stratus.api.unity_catalog import (
+    SECURABLES,
+    TAGGABLE,
+    ColumnTagsQuery,
+    PrincipalQuery,
+    SetTagsBody,
+    TagQuery,
+    UnsetTagsQuery,
+)
 from stratus.catalog.metastore import NAME, PRIVILEGES
 from stratus.jobs.definitions import JOB_TYPES
 from stratus.jobs.models import STATES
-from stratus.lineage.graph import MAX_DEPTH
+from stratus.jobs.validation import JobSubmissionBody
 from stratus.sharing.admin import PII_MODES
-from stratus.sharing.tokens import MAX_TOKEN_DAYS
-from stratus.weather.schema import CITY_ID_PATTERN, HOURLY_FIELDS
+from stratus.weather.schema import HOURLY_FIELDS
 
 Schema = dict[str, Any]
+
+
+# ---- requests, from the models that validate them ----------------------------------------------
+# component name -> the body model of the operations that take it
+REQUEST_BODIES: dict[str, type[BaseModel]] = {
+    "SqlRequest": SqlRequest,
+    "JobSubmission": JobSubmissionBody,
+    "SetTags": SetTagsBody,
+    "CreateShare": CreateShareBody,
+    "AddShareTable": AddTableBody,
+    "GrantShare": GrantBody,
+    "CreateRecipient": CreateRecipientBody,
+    "TokenRequest": TokenBody,
+}
+_REF = "#/components/schemas/{model}"
+
+
+def _clean(schema: Any) -> Any:
+    """pydantic's JSON schema without its generated titles (noise in a document)."""
+    if isinstance(schema, list):
+        return [_clean(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    return {
+        k: (v if k in ("default", "example", "examples", "enum", "const") else _clean(v))
+        for k, v in schema.items()
+        if not (k == "title" and isinstance(v, str))
+    }
+
+
+def body_schema(model: type[BaseModel]) -> tuple[Schema, dict[str, Schema]]:
+    """``model``'s schema and those of the models nested in it (components)."""
+    schema = model.model_json_schema(ref_template=_REF)
+    nested = schema.pop("$defs", {})
+    schema.pop("description", None)  # the model's docstring is for developers
+    return _clean(schema), {name: _clean(s) for name, s in nested.items()}
+
+
+def request_schemas() -> dict[str, Schema]:
+    out: dict[str, Schema] = {}
+    for name, model in REQUEST_BODIES.items():
+        schema, nested = body_schema(model)
+        out.update(nested)
+        out[name] = schema
+    return out
+
+
+def _present(schema: Schema) -> Schema:
+    """A query parameter's schema: a parameter is absent or has a value, never null."""
+    options = schema.get("anyOf")
+    if options is not None:
+        kept = [o for o in options if o.get("type") != "null"]
+        if len(kept) == 1:
+            rest = {k: v for k, v in schema.items() if k != "anyOf"}
+            schema = {**kept[0], **rest}
+    if schema.get("default", 0) is None:
+        schema = {k: v for k, v in schema.items() if k != "default"}
+    return schema
+
+
+def query_params(model: type[QueryModel]) -> list[Schema]:
+    """The query parameters of an operation whose handler parses ``model`` (and the old
+    names of the paging parameters, marked deprecated)."""
+    schema = model.model_json_schema()
+    required = set(schema.get("required", ()))
+    old_names = {new: old for old, new in model.ALIASES.items()}
+    out: list[Schema] = []
+    for name, prop in schema["properties"].items():
+        prop = _present(_clean(prop))
+        description = prop.pop("description", "")
+        examples = prop.pop("examples", None)
+        param: Schema = {"name": name, "in": "query", "required": name in required}
+        param["schema"] = prop
+        param["description"] = description
+        if examples:
+            param["example"] = examples[0]
+        if prop.get("type") == "array":
+            param.update(style="form", explode=True)
+        out.append(param)
+        if name in old_names:
+            alias = {**param, "name": old_names[name], "deprecated": True}
+            alias["description"] = f"Old name of {name}."
+            out.append(alias)
+    return out
 
 
 # ---- small builders ---------------------------------------------------------------------------
@@ -211,44 +320,18 @@ _TABLE_CONTENT = {
 }
 _FILE_HEADERS = {
     "X-Row-Count": _header("Rows in the file (CSV and Parquet only)", {"type": "integer"}),
-    "X-Next-Cursor": _header("Cursor of the next page, if any (CSV and Parquet only)"),
+    "X-Next-Page-Token": _header("page_token of the next page, if any (CSV and Parquet only)"),
+    "X-Next-Cursor": _header("Deprecated: X-Next-Page-Token under its old name"),
 }
-_FORMAT = _param(
-    "format",
-    {"type": "string", "enum": ["json", "csv", "parquet"], "default": "json"},
-    "Response format. CSV/Parquet carry paging in X-Next-Cursor.",
-)
-_CITY_PARAM = _param(
-    "city_id",
-    _array(
-        {"type": "string", "pattern": f"^{CITY_ID_PATTERN}$"},
-        minItems=1,
-        maxItems=100,
-    ),
-    "One or more city ids (repeat the parameter or separate with commas).",
-    required=True,
-    style="form",
-    explode=True,
-    example=["new-york-jfk"],
-)
-_WINDOW = [
-    _CITY_PARAM,
-    _param("start", _DATE, "First date (inclusive), YYYY-MM-DD.", True, example="2013-06-01"),
-    _param("end", _DATE, "Last date (inclusive), YYYY-MM-DD.", True, example="2013-06-07"),
-]
-_LIMIT = _param(
-    "limit",
-    {"type": "integer", "minimum": 1},
-    "Page size (at most STRATUS_MAX_PAGE_SIZE; default STRATUS_DEFAULT_PAGE_SIZE).",
-)
+_PAGE_TOKEN_OUT = {
+    "type": ["string", "null"],
+    "description": "page_token of the next page; null on the last page",
+}
+_DEPRECATED_LIMIT = {**_INT, "deprecated": True, "description": "Old name of max_results"}
+_DEPRECATED_CURSOR = {**_STR_N, "deprecated": True, "description": "Old name of next_page_token"}
 _AUDIT_ACTIONS = (
     "e.g. queryWeather, summarizeWeather, listCities, queryAuditLog, getTable, updatePermissions"
 )
-_STAMP = {
-    "type": "string",
-    "pattern": r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?)?$",
-    "description": "YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS[.ffffff]][Z|+HH:MM]",
-}
 _TABLE_NAME = _path(
     "full_name",
     "Table: catalog.schema.table (or schema.table in catalog main).",
@@ -267,13 +350,6 @@ _SECURABLE_NAME = _path(
 )
 _SHARE = _path("share", "Share name.", _NAME)
 _RECIPIENT = _path("name", "Recipient name.", _NAME)
-_COMMENT_N = _nullable({"type": "string"})
-_DAYS = {
-    "type": ["number", "null"],
-    "exclusiveMinimum": 0,
-    "maximum": MAX_TOKEN_DAYS,
-    "description": "Days until the token expires (default 90; tokens always expire).",
-}
 
 
 # ---- component schemas ------------------------------------------------------------------------
@@ -339,12 +415,17 @@ SCHEMAS: dict[str, Any] = {
             "start": _DATE,
             "end": _DATE,
             "fields": _array({"type": "string", "enum": list(HOURLY_FIELDS)}),
-            "limit": _INT,
+            "max_results": _INT,
+            "next_page_token": _PAGE_TOKEN_OUT,
+            "limit": _DEPRECATED_LIMIT,
+            "next_cursor": _DEPRECATED_CURSOR,
             "count": _INT,
-            "next_cursor": _STR_N,
             "data": _array(_ref("WeatherRow")),
         },
-        required=["city_ids", "start", "end", "fields", "limit", "count", "data"],
+        required=[
+            *("city_ids", "start", "end", "fields"),
+            *("max_results", "next_page_token", "count", "data"),
+        ],
     ),
     "SummaryRow": _obj(
         {
@@ -410,31 +491,13 @@ SCHEMAS: dict[str, Any] = {
             "table": _STR,
             "fields": {**_STRINGS, "description": "Columns returned, in order"},
             "masked": {**_STRINGS, "description": "PII columns shown masked to this caller"},
-            "limit": _INT,
-            "next_cursor": _STR_N,
+            "max_results": _INT,
+            "next_page_token": _PAGE_TOKEN_OUT,
+            "limit": _DEPRECATED_LIMIT,
+            "next_cursor": _DEPRECATED_CURSOR,
             "count": _INT,
             "data": _array({"type": "object"}),
         }
-    ),
-    "SqlRequest": _obj(
-        {
-            "statement": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": MAX_STATEMENT_CHARS,
-                "pattern": r"\S",
-                "description": "One Databricks SQL statement",
-                "example": "SELECT city_id, avg(temp) AS t FROM main.weather.hourly "
-                "GROUP BY city_id",
-            },
-            "parameters": {
-                "type": ["object", "array", "null"],
-                "description": 'Values for :name placeholders ({"name": value}), for ? '
-                'placeholders ([value, ...]), or Databricks\' [{"name", "value", "type"}]',
-            },
-        },
-        required=["statement"],
-        closed=True,
     ),
     "SqlColumn": _obj({"name": _STR, "type": {**_STR, "description": "SQL type, e.g. BIGINT"}}),
     "SqlResult": _obj(
@@ -504,34 +567,6 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     # -- jobs ------------------------------------------------------------------------------
-    "JobSubmission": _obj(
-        {
-            "type": {"type": "string", "enum": list(JOB_TYPES)},
-            "city_ids": _array(
-                {"type": "string", "pattern": f"^{CITY_ID_PATTERN}$"}, minItems=1, maxItems=100
-            ),
-            "start": _DATE,
-            "end": _DATE,
-            "options": {
-                "type": "object",
-                "description": "anomalies: {z: 0 < z <= 10, default 3}; others: none",
-                "properties": {"z": {"type": "number", "exclusiveMinimum": 0, "maximum": 10}},
-                "additionalProperties": False,
-            },
-            "output": {
-                **_STR_N,
-                "description": "Output table catalog.schema.table (default main.jobs.<type>)",
-            },
-        },
-        required=["type", "city_ids", "start", "end"],
-        closed=True,
-        example={
-            "type": "daily_summary",
-            "city_ids": ["new-york-jfk"],
-            "start": "2013-06-01",
-            "end": "2013-06-07",
-        },
-    ),
     "Job": _obj(
         {
             "id": _STR,
@@ -564,7 +599,9 @@ SCHEMAS: dict[str, Any] = {
             "links": _obj({"self": _STR, "output": _STR}),
         }
     ),
-    "JobList": _obj({"count": _INT, "data": _array(_ref("Job")), "next_page_token": _STR_N}),
+    "JobList": _obj(
+        {"count": _INT, "data": _array(_ref("Job")), "next_page_token": _PAGE_TOKEN_OUT}
+    ),
     # -- permissions and tags --------------------------------------------------------------
     "PrivilegeAssignment": _obj({"principal": _STR, "privileges": _array(_PRIVILEGE)}),
     "FullPermissions": _obj(
@@ -578,24 +615,6 @@ SCHEMAS: dict[str, Any] = {
                 "description": "What the caller holds here, inherited and owned included",
             },
         }
-    ),
-    "SetTags": _obj(
-        {
-            "tags": {
-                "type": "object",
-                "minProperties": 1,
-                "propertyNames": {"minLength": 1, "maxLength": 255, "pattern": "^[^,]*$"},
-                "additionalProperties": {
-                    "type": ["string", "null"],
-                    "maxLength": MAX_TAG_VALUE,
-                },
-                "description": "key: value (null: a tag without a value); the tag pii on a "
-                "column encrypts it",
-            },
-            "column": {**_STR_N, "description": "Tag this column of a table"},
-        },
-        required=["tags"],
-        closed=True,
     ),
     "TagList": _obj({"tags": _array(_obj({"key": _STR, "value": _STR_N, "column_name": _STR_N}))}),
     "ColumnTagList": _obj(
@@ -615,11 +634,6 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     # -- Delta Sharing administration ------------------------------------------------------
-    "CreateShare": _obj(
-        {"name": _NAME, "comment": _COMMENT_N, "owner": {**_STR_N, "description": "Principal"}},
-        required=["name"],
-        closed=True,
-    ),
     "ShareTable": _obj(
         {
             "id": _STR,
@@ -650,29 +664,7 @@ SCHEMAS: dict[str, Any] = {
         required=["name", "id", "comment", "owner", "created_at", "created_by", "tables"],
     ),
     "ShareList": _obj({"shares": _array(_ref("Share"))}),
-    "AddShareTable": _obj(
-        {
-            "table": {
-                **_STR,
-                "description": "catalog.schema.table",
-                "example": "main.weather.hourly",
-            },
-            "shared_as": {**_STR_N, "description": "schema.table as recipients see it"},
-            "columns": {**_nullable(_STRINGS), "description": "Columns shared (default all)"},
-            "row_filter": {**_STR_N, "description": "SQL predicate on partition columns"},
-            "history_shared": _BOOL,
-            "pii": {"type": "string", "enum": list(PII_MODES), "default": "omit"},
-            "comment": _COMMENT_N,
-        },
-        required=["table"],
-        closed=True,
-    ),
-    "GrantShare": _obj({"recipient": _STR}, closed=True),
     "ShareGrant": _obj({"share": _STR, "recipient": _STR}),
-    "CreateRecipient": _obj(
-        {"name": _NAME, "comment": _COMMENT_N, "days": _DAYS}, required=["name"], closed=True
-    ),
-    "TokenRequest": _obj({"days": _DAYS, "comment": _COMMENT_N}, required=[], closed=True),
     "TokenInfo": _obj(
         {
             "id": _STR,
@@ -766,17 +758,7 @@ def _weather_paths() -> dict[str, Schema]:
                 },
                 tag="weather",
                 op_id="queryWeather",
-                params=[
-                    *_WINDOW,
-                    _param(
-                        "fields",
-                        _array({"type": "string", "enum": list(HOURLY_FIELDS)}),
-                        "Columns to return (comma-separated); default all.",
-                    ),
-                    _LIMIT,
-                    _param("cursor", {"type": "string", "maxLength": 512}, "Previous next_cursor."),
-                    _FORMAT,
-                ],
+                params=query_params(WeatherParams),
             )
         },
         "/api/v1/weather/summary": {
@@ -788,22 +770,13 @@ def _weather_paths() -> dict[str, Schema]:
                 },
                 tag="weather",
                 op_id="summarizeWeather",
-                params=[
-                    *_WINDOW,
-                    _param(
-                        "granularity",
-                        {"type": "string", "enum": ["day", "month"], "default": "day"},
-                        "Period length.",
-                    ),
-                    _FORMAT,
-                ],
+                params=query_params(SummaryParams),
             )
         },
     }
 
 
 def _audit_paths() -> dict[str, Schema]:
-    text = {"type": "string", "minLength": 1, "maxLength": 255}
     return {
         "/api/v1/audit": {
             "get": _op(
@@ -815,27 +788,7 @@ def _audit_paths() -> dict[str, Schema]:
                 "parameters. since and until are inclusive; a date alone means the start "
                 "(since) or the whole (until) of that UTC day; times without an offset "
                 "are UTC.",
-                params=[
-                    _param("principal", text, "Principal name."),
-                    _param("action", text, f"Action name, {_AUDIT_ACTIONS}."),
-                    _param(
-                        "outcome",
-                        {"type": "string", "enum": ["allowed", "denied", "error"]},
-                        "Outcome of the request.",
-                    ),
-                    _param("since", _STAMP, "Earliest event time, ISO 8601."),
-                    _param("until", _STAMP, "Latest event time, ISO 8601."),
-                    _param(
-                        "limit",
-                        {
-                            "type": "integer",
-                            "minimum": 1,
-                            "maximum": AUDIT_MAX_LIMIT,
-                            "default": 1000,
-                        },
-                        "Most records to return.",
-                    ),
-                ],
+                params=query_params(AuditParams),
             )
         }
     }
@@ -857,10 +810,7 @@ def _table_paths() -> dict[str, Schema]:
                 "column compares the masked text.",
                 params=[
                     _TABLE_NAME,
-                    _param("fields", _STR, "Columns to return (comma-separated); default all."),
-                    _LIMIT,
-                    _param("cursor", _STR, "next_cursor of the previous page."),
-                    _FORMAT,
+                    *query_params(RowsParams),
                     _param(
                         "filters",
                         {"type": "object", "additionalProperties": {"type": "string"}},
@@ -902,7 +852,7 @@ def _table_paths() -> dict[str, Schema]:
                 description="SELECT, SHOW, DESCRIBE, CREATE/DROP TABLE, INSERT, GRANT and "
                 "more; decided by the same grants as the REST APIs. Results are at most "
                 "STRATUS_SQL_MAX_ROWS rows (truncated says so).",
-                params=[_FORMAT],
+                params=query_params(SqlQuery),
                 body=_body("SqlRequest", "The statement and its parameters"),
             )
         },
@@ -910,18 +860,7 @@ def _table_paths() -> dict[str, Schema]:
 
 
 def _lineage_paths() -> dict[str, Schema]:
-    graph = [
-        _param(
-            "direction",
-            {"type": "string", "enum": ["upstream", "downstream", "both"], "default": "both"},
-            "Which way to walk.",
-        ),
-        _param(
-            "depth",
-            {"type": "integer", "minimum": 1, "maximum": MAX_DEPTH, "default": 3},
-            "How many hops.",
-        ),
-    ]
+    graph = query_params(GraphParams)
     invisible = "A table that does not exist or that the caller cannot see"
     return {
         "/api/v1/lineage/tables/{full_name}": {
@@ -992,21 +931,7 @@ def _job_paths() -> dict[str, Schema]:
                 {**_ok("JobList"), **_errors(400)},
                 tag="jobs",
                 op_id="listJobs",
-                params=[
-                    _param(
-                        "limit",
-                        {"type": "integer", "minimum": 1, "maximum": JOBS_MAX_LIMIT, "default": 50},
-                        "Page size.",
-                    ),
-                    _param("page_token", _STR, "next_page_token of the previous page."),
-                    _param(
-                        "state",
-                        _array({"type": "string", "enum": list(STATES)}),
-                        "Only jobs in these states (comma-separated or repeated).",
-                        style="form",
-                        explode=False,
-                    ),
-                ],
+                params=query_params(JobListParams),
             ),
         },
         "/api/v1/jobs/{job_id}": {
@@ -1033,7 +958,6 @@ def _job_paths() -> dict[str, Schema]:
 
 
 def _governance_paths() -> dict[str, Schema]:
-    column = _param("column", _STR, "Only this column's tags.")
     tags = f"{UC_PREFIX}/tags/{{securable_type}}/{{full_name}}"
     tag_errors = _errors(400, 403, 404)
     return {
@@ -1044,11 +968,7 @@ def _governance_paths() -> dict[str, Schema]:
                 {**_ok("FullPermissions"), **_errors(400, 404)},
                 tag="permissions",
                 op_id="getFullPermissions",
-                params=[
-                    _SECURABLE_TYPE,
-                    _SECURABLE_NAME,
-                    _param("principal", _STR, "Only this principal's grants."),
-                ],
+                params=[_SECURABLE_TYPE, _SECURABLE_NAME, *query_params(PrincipalQuery)],
             )
         },
         tags: {
@@ -1057,7 +977,7 @@ def _governance_paths() -> dict[str, Schema]:
                 {**_ok("TagList"), **tag_errors},
                 tag="tags",
                 op_id="getTags",
-                params=[_TAGGABLE_TYPE, _SECURABLE_NAME, column],
+                params=[_TAGGABLE_TYPE, _SECURABLE_NAME, *query_params(TagQuery)],
             ),
             "put": _op(
                 "Set tags (APPLY TAG or ownership)",
@@ -1073,12 +993,7 @@ def _governance_paths() -> dict[str, Schema]:
                 {**_ok("TagList"), **tag_errors},
                 tag="tags",
                 op_id="unsetTags",
-                params=[
-                    _TAGGABLE_TYPE,
-                    _SECURABLE_NAME,
-                    _param("keys", _TEXT, "Tag keys (comma-separated).", required=True),
-                    column,
-                ],
+                params=[_TAGGABLE_TYPE, _SECURABLE_NAME, *query_params(UnsetTagsQuery)],
             ),
         },
         f"{UC_PREFIX}/information_schema/column_tags": {
@@ -1087,10 +1002,7 @@ def _governance_paths() -> dict[str, Schema]:
                 {**_ok("ColumnTagList"), **_errors(400)},
                 tag="tags",
                 op_id="listColumnTags",
-                params=[
-                    _param(k, _NAME, f"Only this {k.removesuffix('_name')}.")
-                    for k in ("catalog_name", "schema_name", "table_name")
-                ],
+                params=query_params(ColumnTagsQuery),
             )
         },
     }
@@ -1281,7 +1193,8 @@ def spec() -> dict[str, Any]:
         "security": [{"bearerAuth": []}],
         "paths": paths,
         "components": {
-            "schemas": copy.deepcopy(SCHEMAS),  # callers may change their copy
+            # callers may change their copy
+            "schemas": {**copy.deepcopy(SCHEMAS), **request_schemas()},
             "securitySchemes": {
                 "bearerAuth": {
                     "type": "http",

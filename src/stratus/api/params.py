@@ -1,29 +1,45 @@
-"""Query-string models: parse once, reject anything unknown or malformed with a 4xx naming it."""
+"""The HTTP edge: every query string and JSON body is parsed here, once, into a pydantic model
+that rejects anything unknown or malformed with one kind of 400 problem naming the parameter
+(:func:`stratus.api.problems.validation_problem`). The OpenAPI document
+(:mod:`stratus.api.openapi`) is generated from the same models.
+
+Paging, the same on every paged ``/api/v1`` list: ``max_results`` (page size) and
+``page_token`` (the previous page's ``next_page_token``) in, ``next_page_token`` out (null on
+the last page). The names used before, ``limit`` and ``cursor`` (``next_cursor`` out), are
+still accepted as aliases (:data:`PAGING_ALIASES`).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
+import orjson
+from flask import g, request
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictStr,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 from werkzeug.datastructures import MultiDict
 
-from stratus.api.problems import Problem
+from stratus.api.problems import invalid_parameter, validation_problem
+from stratus.catalog.metastore import NAME
 from stratus.weather.schema import CITY_ID_PATTERN, HOURLY_FIELDS
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _CITY = re.compile(CITY_ID_PATTERN)
 MAX_CITIES = 100
-T = TypeVar("T", bound="BaseModel")
+T = TypeVar("T", bound=BaseModel)
+Q = TypeVar("Q", bound="QueryModel")
 
 
 def _strict_date(value: object) -> dt.date:
@@ -45,16 +61,64 @@ def _split(value: object) -> list[str]:
     return out
 
 
+def _name(value: str) -> str:
+    if not NAME.fullmatch(value):
+        raise ValueError(f"{value!r} is invalid: use letters, digits, _ and - (max 255)")
+    return value
+
+
 StrictDate = Annotated[dt.date, BeforeValidator(_strict_date)]
+# a catalog, schema, table, share or recipient name (one part)
+Name = Annotated[
+    StrictStr,
+    AfterValidator(_name),
+    WithJsonSchema({"type": "string", "pattern": f"^{NAME.pattern}$"}),
+]
 CsvList = Annotated[list[str], BeforeValidator(_split)]
+# old paging names -> the /api/v1 convention
+PAGING_ALIASES = {"limit": "max_results", "cursor": "page_token"}
+PageToken = Annotated[
+    str | None, Field(description="next_page_token of the previous page (alias: cursor).")
+]
 
 
-class _Params(BaseModel):
+class QueryModel(BaseModel):
+    """A query string: ``LISTS`` may repeat (all values kept, commas split them too); any other
+    parameter given twice counts once, the last; ``ALIASES`` are other names of parameters."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+    LISTS: ClassVar[frozenset[str]] = frozenset()
+    ALIASES: ClassVar[dict[str, str]] = {}
 
-    city_id: CsvList = Field(min_length=1, max_length=MAX_CITIES)
-    start: StrictDate
-    end: StrictDate
+
+class _Params(QueryModel):
+    LISTS = frozenset({"city_id", "fields"})
+
+    city_id: CsvList = Field(
+        min_length=1,
+        max_length=MAX_CITIES,
+        description="One or more city ids (repeat the parameter or separate with commas).",
+        json_schema_extra={"items": {"type": "string", "pattern": f"^{CITY_ID_PATTERN}$"}},
+        examples=[["new-york-jfk"]],
+    )
+    start: StrictDate = Field(
+        description="First date (inclusive), YYYY-MM-DD.", examples=["2013-06-01"]
+    )
+    end: StrictDate = Field(
+        description="Last date (inclusive), YYYY-MM-DD.", examples=["2013-06-07"]
+    )
+    # time travel: the table as it was at a Delta version, or at a moment (ISO 8601)
+    as_of_version: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**62,
+        description="Answer as the table was at this Delta version (400 if missing or vacuumed).",
+    )
+    as_of: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Or: as the table was at this moment (ISO 8601; not with as_of_version).",
+    )
 
     @field_validator("city_id")
     @classmethod
@@ -68,14 +132,36 @@ class _Params(BaseModel):
     def _order(self) -> _Params:
         if self.end < self.start:
             raise ValueError(f"end ({self.end}) is before start ({self.start})")
+        if self.as_of_version is not None and self.as_of is not None:
+            raise ValueError("give as_of_version or as_of, not both")
         return self
 
 
+Format = Annotated[
+    Literal["json", "csv", "parquet"],
+    Field(description="Response format. CSV/Parquet carry paging in X-Next-Page-Token."),
+]
+MaxResults = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        description="Page size (at most STRATUS_MAX_PAGE_SIZE; default "
+        "STRATUS_DEFAULT_PAGE_SIZE). Alias: limit.",
+    ),
+]
+
+
 class WeatherParams(_Params):
-    fields: CsvList | None = None
-    limit: int | None = Field(default=None, ge=1)
-    cursor: str | None = Field(default=None, max_length=512)
-    format: Literal["json", "csv", "parquet"] = "json"
+    ALIASES = PAGING_ALIASES
+
+    fields: CsvList | None = Field(
+        default=None,
+        description="Columns to return (comma-separated); default all.",
+        json_schema_extra={"items": {"type": "string", "enum": list(HOURLY_FIELDS)}},
+    )
+    max_results: MaxResults = None
+    page_token: Annotated[PageToken, Field(max_length=512)] = None
+    format: Format = "json"
 
     @field_validator("fields")
     @classmethod
@@ -93,38 +179,56 @@ class WeatherParams(_Params):
 
 
 class SummaryParams(_Params):
-    granularity: Literal["day", "month"] = "day"
-    format: Literal["json", "csv", "parquet"] = "json"
+    granularity: Literal["day", "month"] = Field(default="day", description="Period length.")
+    format: Format = "json"
 
 
-def parse(model: type[T], args: MultiDict[str, str]) -> T:
+def parse_query(model: type[Q], args: MultiDict[str, str] | None = None) -> Q:
+    """``args`` (the request's query string by default) validated by ``model``."""
+    if args is None:
+        args = request.args
+    lists, aliases = model.LISTS, model.ALIASES
     data: dict[str, object] = {}
-    for key in args:
-        values = args.getlist(key)
-        data[key] = values if key in ("city_id", "fields") else values[-1]
+    renamed: dict[str, str] | None = None
+    for key, values in args.lists():
+        if key in aliases:
+            name = aliases[key]
+            if name in args:
+                raise invalid_parameter(key, f"give {name} or its old name {key}, not both")
+            renamed = {**(renamed or {}), name: key}
+            key = name
+        data[key] = values if key in lists else values[-1]
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = []
-        for err in exc.errors():
-            loc = err["loc"]
-            param = str(loc[0]) if loc else _guess_param(err["msg"])
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown parameter"
-            elif err["type"] == "missing":
-                msg = "required"
-            errors.append({"parameter": param, "message": msg})
-        first = errors[0]
-        raise Problem(
-            400,
-            "Invalid parameter",
-            "; ".join(f"{e['parameter']}: {e['message']}" for e in errors),
-            type_="/problems/invalid-parameter",
-            parameter=first["parameter"],
-            errors=errors,
+        g.query_model = model  # the model that refused it (the OpenAPI drift test reads it)
+        raise validation_problem(
+            exc, where="query", renamed=renamed, known=model.model_fields
         ) from None
 
 
-def _guess_param(message: str) -> str:
-    return "end" if message.startswith("Value error, end") else "query"
+def json_body() -> dict[str, Any]:
+    """The request body as a JSON object (whatever its Content-Type says); no body at all is
+    ``{}`` (the model then names what is required). orjson refuses what JSON does not allow
+    (NaN, lone surrogates) and nesting deeper than 1024 levels."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise invalid_parameter("body", "must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise invalid_parameter("body", "must be a JSON object")
+    return data
+
+
+def parse_body(model: type[T], data: dict[str, Any] | None = None) -> T:
+    """``data`` (the request's JSON body by default) validated by ``model``."""
+    if data is None:
+        data = json_body()
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        g.body_model = model  # the model that refused it (the OpenAPI drift test reads it)
+        raise validation_problem(exc) from None

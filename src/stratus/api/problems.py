@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Container, Mapping
 from typing import Any
 
 import orjson
-from flask import Response, request
+from flask import Response, g, request
+from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
+
+from stratus.inputs import validation_errors
 
 PROBLEM_JSON = "application/problem+json"
 # Unity Catalog clients read error_code (and message) on every error under the UC prefix, those
@@ -81,14 +85,36 @@ class Problem(Exception):
 
 
 def invalid_parameter(parameter: str, message: str, status: int = 400) -> Problem:
+    problem = invalid([{"parameter": parameter, "message": message}])
+    problem.status = status
+    return problem
+
+
+def invalid(errors: list[dict[str, str]]) -> Problem:
+    """The one 400 for bad input: ``errors`` are ``{"parameter", "message"}`` pairs, the first
+    is the problem's ``parameter``; the detail (all of them) goes into the audit record."""
+    detail = "; ".join(f"{e['parameter']}: {e['message']}" for e in errors)
+    g.error_message = detail
     return Problem(
-        status,
+        400,
         "Invalid parameter",
-        f"{parameter}: {message}",
+        detail,
         type_="/problems/invalid-parameter",
-        parameter=parameter,
-        errors=[{"parameter": parameter, "message": message}],
+        parameter=errors[0]["parameter"],
+        errors=errors,
     )
+
+
+def validation_problem(
+    exc: ValidationError,
+    *,
+    where: str = "body",
+    prefix: str = "",
+    renamed: Mapping[str, str] | None = None,
+    known: Container[str] = (),
+) -> Problem:
+    """A pydantic error as the API's 400 problem document."""
+    return invalid(validation_errors(exc, where=where, prefix=prefix, renamed=renamed, known=known))
 
 
 _TITLES = {

@@ -51,17 +51,19 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import orjson
 from flask import Blueprint, Response, g, request
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictStr
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import http_date
 from werkzeug.wsgi import wrap_file
 
 from stratus.api.auth import audit, current_identity
 from stratus.api.encoding import json_response
+from stratus.api.params import Name, json_body, parse_body
+from stratus.api.problems import Problem
 from stratus.api.security import check_rate_limit
 from stratus.api.state import platform
 from stratus.catalog.errors import CatalogError, InvalidArgument
@@ -73,7 +75,7 @@ from stratus.sharing.common import ENDPOINT_ENV, RecipientContext, TableResponse
 from stratus.sharing.formats import CAPABILITIES, FILE_ID_HASH, Wire
 from stratus.sharing.protocol import ndjson
 from stratus.sharing.service import Sharing
-from stratus.sharing.tokens import RecipientTokens, token_info
+from stratus.sharing.tokens import MAX_TOKEN_DAYS, RecipientTokens, token_info
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +111,6 @@ _ACTIONS = {
     "download": "downloadFile",
     "unknown": "unknownPath",
 }
-T = TypeVar("T", bound=BaseModel)
 
 
 def _svc() -> Sharing:
@@ -142,6 +143,12 @@ def _storage_error(exc: StorageError) -> Response:
 def _pii_error(exc: PiiError) -> Response:
     log.error("PII protection while sharing: %s", exc)
     return _error(500, "the shared data cannot be prepared right now")
+
+
+@protocol.errorhandler(Problem)
+def _problem_error(exc: Problem) -> Response:
+    """The HTTP edge's problems (stratus.api.params), in the protocol's error format."""
+    return _error(exc.status, exc.detail, exc.headers)
 
 
 @protocol.errorhandler(HTTPException)
@@ -327,15 +334,7 @@ def table_metadata(share: str, schema: str, table: str) -> Response:
 @protocol.post("/shares/<share>/schemas/<schema>/tables/<table>/query")
 def query_table(share: str, schema: str, table: str) -> Response:
     wire = _wire()
-    raw = request.get_data(cache=True)
-    body: Any = {}
-    if raw.strip():
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise InvalidArgument("the body must be a JSON object", parameter="body") from None
-    if not isinstance(body, dict):
-        raise InvalidArgument("the body must be a JSON object", parameter="body")
+    body = json_body()  # a Problem if it is not a JSON object (answered as the protocol says)
     g.sharing_body = body
     return _table_response(
         _svc().reads.query(_ctx(), share, schema, table, body, _endpoint(), wire)
@@ -423,7 +422,7 @@ Comment = StrictStr
 
 
 class CreateShareBody(_Body):
-    name: StrictStr
+    name: Name
     comment: Comment | None = None
     owner: StrictStr | None = None
 
@@ -442,38 +441,29 @@ class GrantBody(_Body):
     recipient: StrictStr
 
 
+Days = Annotated[
+    StrictFloat | None,
+    Field(
+        gt=0,
+        le=MAX_TOKEN_DAYS,
+        description="Days until the token expires (default 90; tokens always expire).",
+    ),
+]
+
+
 class CreateRecipientBody(_Body):
-    name: StrictStr
+    name: Name
     comment: Comment | None = None
-    days: float | None = Field(default=None, gt=0)
+    days: Days = None
 
 
 class TokenBody(_Body):
-    days: float | None = Field(default=None, gt=0)
+    days: Days = None
     comment: Comment | None = None
 
 
-def _json_body() -> dict[str, Any]:
-    raw = request.get_data(cache=True)
-    if not raw.strip():
-        return {}
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise InvalidArgument("the body must be a JSON object", parameter="body") from None
-    if not isinstance(data, dict):
-        raise InvalidArgument("the body must be a JSON object", parameter="body")
-    return data
-
-
-def _parse(model: type[T], data: dict[str, Any]) -> T:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(x) for x in err["loc"]) or "body"
-        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-        raise InvalidArgument(f"{where}: {msg}", parameter=where) from None
+_json_body = json_body
+_parse = parse_body
 
 
 def _audit(action: str, kind: str | None, name: str | None, body: dict[str, Any] | None = None):

@@ -12,20 +12,20 @@ denied one the missing privilege.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from flask import Blueprint, Response, g, request
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 
 from stratus.api.auth import audit, current_identity
 from stratus.api.encoding import (
-    FORMATS,
     json_response,
     json_rows,
-    request_json,
     table_response,
     unique_names,
 )
-from stratus.api.problems import Problem, invalid_parameter
+from stratus.api.params import Format, QueryModel, parse_body, parse_query
+from stratus.api.problems import Problem
 from stratus.api.state import platform
 from stratus.sql.errors import SqlSyntaxError, SqlTimeout
 
@@ -60,19 +60,41 @@ def _timeout(exc: SqlTimeout) -> Response:
     ).response()
 
 
-def _body() -> tuple[str, Any]:
-    data = request_json()
-    if not isinstance(data, dict):
-        raise invalid_parameter("body", 'must be a JSON object {"statement": "..."}')
-    unknown = sorted(set(data) - {"statement", "parameters"})
-    if unknown:
-        raise invalid_parameter(unknown[0], "unknown field (statement, parameters)")
-    text = data.get("statement")
-    if not isinstance(text, str) or not text.strip():
-        raise invalid_parameter("statement", "required: one SQL statement")
+def _statement(text: str) -> str:
+    if not text.strip():
+        raise ValueError("required: one SQL statement")
     if len(text) > MAX_STATEMENT_CHARS:
-        raise invalid_parameter("statement", f"at most {MAX_STATEMENT_CHARS:,} characters")
-    return text, data.get("parameters")
+        raise ValueError(f"at most {MAX_STATEMENT_CHARS:,} characters")
+    return text
+
+
+class SqlQuery(QueryModel):
+    format: Format = "json"
+
+
+class SqlRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    statement: Annotated[
+        StrictStr,
+        AfterValidator(_statement),
+        WithJsonSchema(
+            {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_STATEMENT_CHARS,
+                "pattern": r"\S",
+                "description": "One Databricks SQL statement",
+                "example": "SELECT city_id, avg(temp) AS t FROM main.weather.hourly "
+                "GROUP BY city_id",
+            }
+        ),
+    ]
+    parameters: dict[str, Any] | list[Any] | None = Field(
+        default=None,
+        description='Values for :name placeholders ({"name": value}), for ? placeholders '
+        '([value, ...]), or Databricks\' [{"name", "value", "type"}]',
+    )
 
 
 def _parameter_names(parameters: Any) -> Any:
@@ -88,12 +110,12 @@ def _parameter_names(parameters: Any) -> Any:
 @bp.post("/sql")
 def execute() -> Response:
     audit("executeSql", None, None, {})
-    text, parameters = _body()
+    body = parse_body(SqlRequest)
+    text, parameters = body.statement, body.parameters
     fmt = request.args.get("format", "json")
     params = {"statement": text, "parameters": _parameter_names(parameters), "format": fmt}
     audit("executeSql", None, None, params)
-    if fmt not in FORMATS:
-        raise invalid_parameter("format", f"must be one of {', '.join(FORMATS)}")
+    parse_query(SqlQuery)
     service = platform().sql
     stmt = service.parse(text)
     audit("executeSql", *service.securable(stmt), params)

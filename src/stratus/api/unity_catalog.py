@@ -44,27 +44,34 @@ built-in schemas and tables) cannot be renamed or deleted, and nothing is create
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-import orjson
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, request
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StrictBool,
     StrictInt,
     StrictStr,
-    ValidationError,
+    WithJsonSchema,
 )
 
 from stratus.api.auth import audit, current_identity
 from stratus.api.encoding import json_response
-from stratus.api.problems import UC_PREFIX, Problem
+from stratus.api.params import Name, QueryModel, json_body, parse_body, parse_query
+from stratus.api.problems import UC_PREFIX, Problem, invalid
 from stratus.api.state import platform
 from stratus.catalog import registry, wire
 from stratus.catalog.errors import InvalidArgument, NotFound, PermissionDenied
-from stratus.catalog.metastore import PRIVILEGES, MetastoreService, Page, check_name, split_name
+from stratus.catalog.metastore import (
+    PRIVILEGES,
+    MetastoreService,
+    Page,
+    check_name,
+    split_name,
+)
 from stratus.security.authz import Authorizer, Identity
 from stratus.tables.protect import PII_TAG
 
@@ -72,6 +79,7 @@ PREFIX = UC_PREFIX
 SERVICE = "unityCatalog"
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+INT32_MAX = 2**31 - 1
 SECURABLES = ("metastore", "catalog", "schema", "table", "volume")
 TAGGABLE = ("catalog", "schema", "table", "volume")
 _PARTS = {"catalog": 1, "schema": 2, "table": 3, "volume": 3}
@@ -96,9 +104,6 @@ MAX_TAG_VALUE = 1000
 uc = Blueprint("uc", __name__, url_prefix=PREFIX)
 native = Blueprint("uc_native", __name__, url_prefix="/api/v1")
 bp = Blueprint("unity_catalog", __name__)  # both, registered on the app in one go
-
-T = TypeVar("T", bound=BaseModel)
-
 
 # ---- request bodies (the spec's request models; unknown fields are rejected) ----------------
 Comment = Annotated[StrictStr, Field(max_length=65536)]
@@ -185,9 +190,50 @@ class UpdatePermissionsBody(_Body):
     changes: list[PermissionsChangeBody]
 
 
+def _tag_key(key: str) -> str:
+    if not key or len(key) > 255 or "," in key:
+        raise ValueError("keys are 1 to 255 characters without ','")
+    return key
+
+
+def _tag_value(value: str) -> str:
+    if len(value) > MAX_TAG_VALUE:
+        raise ValueError(f"values are at most {MAX_TAG_VALUE} characters")
+    return value
+
+
+TagKey = Annotated[StrictStr, AfterValidator(_tag_key)]
+TagValue = Annotated[StrictStr, AfterValidator(_tag_value)]
+TAGS_SCHEMA = {
+    "type": "object",
+    "minProperties": 1,
+    "propertyNames": {"minLength": 1, "maxLength": 255, "pattern": "^[^,]*$"},
+    "additionalProperties": {"type": ["string", "null"], "maxLength": MAX_TAG_VALUE},
+    "description": "key: value (null: a tag without a value); the tag pii on a column encrypts it",
+}
+
+
 class SetTagsBody(_Body):
-    tags: Annotated[dict[StrictStr, StrictStr | None], Field(min_length=1)]
-    column: StrictStr | None = None
+    tags: Annotated[dict[TagKey, TagValue | None], Field(min_length=1), WithJsonSchema(TAGS_SCHEMA)]
+    column: StrictStr | None = Field(default=None, description="Tag this column of a table")
+
+
+class TagQuery(QueryModel):
+    column: str | None = Field(default=None, description="Only this column's tags.")
+
+
+class UnsetTagsQuery(TagQuery):
+    keys: str = Field(min_length=1, description="Tag keys (comma-separated).")
+
+
+class PrincipalQuery(QueryModel):
+    principal: str | None = Field(default=None, description="Only this principal's grants.")
+
+
+class ColumnTagsQuery(QueryModel):
+    catalog_name: Name | None = Field(default=None, description="Only this catalog.")
+    schema_name: Name | None = Field(default=None, description="Only this schema.")
+    table_name: Name | None = Field(default=None, description="Only this table.")
 
 
 # ---- plumbing ------------------------------------------------------------------------------
@@ -205,17 +251,7 @@ def _ms() -> MetastoreService:
 
 def _invalid(parameter: str, message: str, *more: tuple[str, str]) -> Problem:
     errors = [{"parameter": p, "message": msg} for p, msg in ((parameter, message), *more)]
-    detail = "; ".join(f"{e['parameter']}: {e['message']}" for e in errors)
-    g.error_message = detail  # for the audit record
-    return Problem(
-        400,
-        "Invalid parameter",
-        detail,
-        type_="/problems/invalid-parameter",
-        parameter=parameter,
-        errors=errors,
-        error_code="INVALID_ARGUMENT",
-    )
+    return invalid(errors)
 
 
 def _audit(action: str, kind: str | None, name: str | None, body: dict | None = None) -> None:
@@ -225,39 +261,8 @@ def _audit(action: str, kind: str | None, name: str | None, body: dict | None = 
     audit(action, kind, name, params, service=SERVICE)
 
 
-def _json() -> dict[str, Any]:
-    raw = request.get_data(cache=True)
-    if not raw.strip():
-        return {}
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise _invalid("body", "must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise _invalid("body", "must be a JSON object")
-    return data
-
-
-def _loc(loc: Iterable[Any]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "body"
-
-
-def _parse(model: type[T], data: dict[str, Any]) -> T:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        errors = []
-        for err in exc.errors():
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown field"
-            elif err["type"] == "missing":
-                msg = "required"
-            errors.append((_loc(err["loc"]), msg))
-        raise _invalid(*errors[0], *errors[1:]) from None
+_json = json_body
+_parse = parse_body
 
 
 def _full(data: dict[str, Any], *keys: str) -> str | None:
@@ -296,7 +301,7 @@ def _bool_arg(name: str) -> bool:
 
 
 def _page_size() -> int:
-    value = _arg("max_results")
+    value = request.args.get("max_results")
     if value is None:
         return DEFAULT_PAGE
     try:
@@ -305,6 +310,8 @@ def _page_size() -> int:
         raise _invalid("max_results", "must be an integer") from None
     if n < 0:
         raise _invalid("max_results", "must not be negative")
+    if n > INT32_MAX:  # the spec's int32
+        raise _invalid("max_results", f"must be at most {INT32_MAX}")
     return min(n, MAX_PAGE) if n else DEFAULT_PAGE
 
 
@@ -762,7 +769,7 @@ def update_permissions(securable_type: str, full_name: str) -> Response:
 @native.get("/permissions/<securable_type>/<path:full_name>")
 def full_permissions(securable_type: str, full_name: str) -> Response:
     audit("getFullPermissions", securable_type, full_name, service="stratus")
-    _only("principal")
+    q = parse_query(PrincipalQuery)
     name = _key(securable_type, full_name)
     if securable_type != "metastore":
         _see(securable_type, name)
@@ -774,7 +781,7 @@ def full_permissions(securable_type: str, full_name: str) -> Response:
             "full_name": name,
             "owner": obj.owner,
             "privilege_assignments": wire.privilege_assignments(
-                grants, principal=_arg("principal"), uc_only=False
+                grants, principal=q.principal or None, uc_only=False
             ),
             "effective_privileges": [p for p in PRIVILEGES if p in held],
         }
@@ -817,10 +824,10 @@ def _tags_response(securable_type: str, securable_id: str, column: str | None) -
 @uc.get("/tags/<securable_type>/<path:full_name>")
 def get_tags(securable_type: str, full_name: str) -> Response:
     _audit("getTags", securable_type, full_name)
-    _only("column")
+    q = parse_query(TagQuery)
     name = _tag_target(securable_type, full_name)
     obj = _ms().securable(securable_type, name)
-    return _tags_response(securable_type, obj.id, _arg("column"))
+    return _tags_response(securable_type, obj.id, q.column or None)
 
 
 @uc.put("/tags/<securable_type>/<path:full_name>")
@@ -829,12 +836,7 @@ def set_tags(securable_type: str, full_name: str) -> Response:
     data = _json()
     _audit("setTags", securable_type, full_name, data)
     _only()
-    body = _parse(SetTagsBody, data)
-    for key, value in body.tags.items():
-        if not key or len(key) > 255 or "," in key:
-            raise _invalid(f"tags.{key}", "keys are 1 to 255 characters without ','")
-        if value is not None and len(value) > MAX_TAG_VALUE:
-            raise _invalid(f"tags.{key}", f"values are at most {MAX_TAG_VALUE} characters")
+    body = parse_body(SetTagsBody, data)
     name = _tag_target(securable_type, full_name)
     obj = _may_tag(securable_type, name, body.column)
     tags = dict(body.tags)
@@ -856,11 +858,11 @@ def _pii_change(table: str, column: str, kind: str | None) -> None:
 @uc.delete("/tags/<securable_type>/<path:full_name>")
 def unset_tags(securable_type: str, full_name: str) -> Response:
     _audit("unsetTags", securable_type, full_name)
-    _only("keys", "column")
-    keys = [k.strip() for k in (_arg("keys", required=True) or "").split(",") if k.strip()]
+    q = parse_query(UnsetTagsQuery)
+    keys = [k.strip() for k in q.keys.split(",") if k.strip()]
     if not keys:
         raise _invalid("keys", "name at least one tag key")
-    column = _arg("column")
+    column = q.column or None
     name = _tag_target(securable_type, full_name)
     obj = _may_tag(securable_type, name, column)
     if column and PII_TAG in keys:
@@ -879,11 +881,9 @@ def unset_tags(securable_type: str, full_name: str) -> Response:
 @uc.get("/information_schema/column_tags")
 def column_tags() -> Response:
     _audit("listColumnTags", "table", "system.information_schema.column_tags")
-    _only("catalog_name", "schema_name", "table_name")
-    wanted = {k: _arg(k) for k in ("catalog_name", "schema_name", "table_name")}
-    for k, v in wanted.items():
-        if v is not None:
-            check_name(v, k)
+    q = parse_query(ColumnTagsQuery)
+    wanted = {"catalog_name": q.catalog_name, "schema_name": q.schema_name}
+    wanted["table_name"] = q.table_name
     authz, me = _authz(), _me()
     rows = [
         r

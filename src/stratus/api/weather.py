@@ -14,10 +14,11 @@ from flask import Blueprint, Response, request
 
 from stratus.api.auth import audit, current_identity
 from stratus.api.encoding import json_response, table_response
-from stratus.api.params import SummaryParams, WeatherParams, parse
+from stratus.api.params import SummaryParams, WeatherParams, parse_query
 from stratus.api.problems import Problem, invalid_parameter
 from stratus.api.state import platform
 from stratus.catalog import registry
+from stratus.lakehouse.operations import AsOf
 from stratus.weather.queries import BadCursorError, UnknownCityError
 from stratus.weather.schema import HOURLY_FIELDS
 
@@ -75,6 +76,12 @@ def _tagged(resp: Response, etag: str) -> Response:
     return resp
 
 
+def _as_of(p: WeatherParams | SummaryParams) -> AsOf | None:
+    if p.as_of_version is None and p.as_of is None:
+        return None
+    return AsOf(p.as_of_version, p.as_of)
+
+
 @bp.get("/cities")
 def cities() -> Response:
     # row counts and spans come from the hourly table's log
@@ -86,29 +93,39 @@ def cities() -> Response:
 @bp.get("/weather")
 def hourly() -> Response:
     _authorize("queryWeather", registry.HOURLY.full_name)
-    p = parse(WeatherParams, request.args)
+    p = parse_query(WeatherParams, request.args)
     settings = platform().settings
-    limit = p.limit or settings.default_page_size
+    limit = p.max_results or settings.default_page_size
     if limit > settings.max_page_size:
-        raise invalid_parameter("limit", f"must be between 1 and {settings.max_page_size}")
+        name = "limit" if "limit" in request.args else "max_results"
+        raise invalid_parameter(name, f"must be between 1 and {settings.max_page_size}")
     fields = p.fields or list(HOURLY_FIELDS)
     etag = _etag(registry.HOURLY, registry.CITIES)
     if (unchanged := _not_modified(etag)) is not None:
         return unchanged
     try:
         page = platform().weather.hourly(
-            p.city_id, p.start, p.end, fields=fields, limit=limit, cursor=p.cursor
+            p.city_id,
+            p.start,
+            p.end,
+            fields=fields,
+            limit=limit,
+            cursor=p.page_token,
+            as_of=_as_of(p),
         )
     except UnknownCityError as exc:
         raise _unknown_city(exc) from None
     except BadCursorError as exc:
-        raise invalid_parameter("cursor", str(exc)) from None
+        name = "cursor" if "cursor" in request.args else "page_token"
+        raise invalid_parameter(name, str(exc)) from None
     envelope = {
         "city_ids": p.city_id,
         "start": p.start.isoformat(),
         "end": p.end.isoformat(),
         "fields": fields,
-        "limit": limit,
+        "max_results": limit,
+        "next_page_token": page.next_cursor,
+        "limit": limit,  # deprecated names of the two above
         "next_cursor": page.next_cursor,
     }
     resp = table_response(page.table, p.format, envelope, "weather", page.json)
@@ -118,12 +135,14 @@ def hourly() -> Response:
 @bp.get("/weather/summary")
 def summary() -> Response:
     _authorize("summarizeWeather", registry.HOURLY.full_name)
-    p = parse(SummaryParams, request.args)
+    p = parse_query(SummaryParams, request.args)
     etag = _etag(registry.HOURLY, registry.CITIES)
     if (unchanged := _not_modified(etag)) is not None:
         return unchanged
     try:
-        table = platform().weather.summary(p.city_id, p.start, p.end, p.granularity)
+        table = platform().weather.summary(
+            p.city_id, p.start, p.end, p.granularity, as_of=_as_of(p)
+        )
     except UnknownCityError as exc:
         raise _unknown_city(exc) from None
     envelope = {

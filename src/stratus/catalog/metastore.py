@@ -490,6 +490,17 @@ class MetastoreService:
     def update_table(self, full_name: str, by: str, **changes: Any) -> m.Table:
         return self._update_leaf(m.Table, full_name, "table", by, changes)
 
+    def set_columns(self, full_name: str, by: str, columns: Sequence[dict[str, Any]]) -> m.Table:
+        """A table's (or view's) columns after CREATE OR REPLACE changed its schema."""
+        with self.session() as s:
+            leaf = self._leaf(s, m.Table, full_name, "table")
+            leaf.columns = list(columns)
+            leaf.updated_at = _now()
+            leaf.updated_by = by
+            self._bump(s)
+            _ = leaf.schema.catalog.name
+            return leaf
+
     def delete_table(self, full_name: str) -> None:
         self._delete_leaf(m.Table, full_name, "table")
 

@@ -167,6 +167,7 @@ def table_info(t: m.Table) -> dict[str, Any]:
             "storage_location": t.storage_location,
             "comment": t.comment,
             "properties": properties(t.properties),
+            "view_definition": (t.properties or {}).get("stratus.view_definition"),
             **_audit_fields(t),
             "table_id": t.id,
         }

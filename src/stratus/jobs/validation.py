@@ -6,12 +6,22 @@ import datetime as dt
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictStr,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 
 from stratus.catalog import registry
+from stratus.inputs import validation_errors
 from stratus.jobs.definitions import JOB_TYPES, JobParams, JobType, default_output
 from stratus.weather.schema import CITY_ID_PATTERN
 
@@ -44,15 +54,53 @@ class JobInputError(ValueError):
         self.errors = errors or [{"parameter": parameter, "message": message}]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+def _strict_date(value: object) -> object:
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
+        raise ValueError("must be a date YYYY-MM-DD")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value} is not a calendar date") from None
 
-    type: str
-    city_ids: list[str] = Field(min_length=1, max_length=MAX_CITIES)
-    start: str
-    end: str
-    options: dict[str, Any] = Field(default_factory=dict)
-    output: str | None = None
+
+Date = Annotated[dt.date, BeforeValidator(_strict_date)]
+OPTIONS_SCHEMA = {
+    "type": "object",
+    "description": "anomalies: {z: 0 < z <= 10, default 3}; others: none",
+    "properties": {"z": {"type": "number", "exclusiveMinimum": 0, "maximum": 10}},
+    "additionalProperties": False,
+}
+
+
+class JobSubmissionBody(BaseModel):
+    """``POST /api/v1/jobs``; ``options`` are then validated by the job type's own model."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "example": {
+                "type": "daily_summary",
+                "city_ids": ["new-york-jfk"],
+                "start": "2013-06-01",
+                "end": "2013-06-07",
+            }
+        },
+    )
+
+    type: Annotated[StrictStr, WithJsonSchema({"type": "string", "enum": list(JOB_TYPES)})]
+    city_ids: list[StrictStr] = Field(
+        min_length=1,
+        max_length=MAX_CITIES,
+        json_schema_extra={"items": {"type": "string", "pattern": f"^{CITY_ID_PATTERN}$"}},
+    )
+    start: Date
+    end: Date
+    options: Annotated[dict[str, Any], WithJsonSchema(OPTIONS_SCHEMA)] = Field(default_factory=dict)
+    output: StrictStr | None = Field(
+        default=None,
+        description="Output table catalog.schema.table (default main.jobs.<type>)",
+    )
 
     @field_validator("city_ids")
     @classmethod
@@ -83,28 +131,8 @@ class JobSubmission:
         return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _date(name: str, value: str) -> dt.date:
-    if not _DATE.fullmatch(value):
-        raise JobInputError(name, "must be a date YYYY-MM-DD")
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise JobInputError(name, f"{value} is not a calendar date") from None
-
-
 def _pydantic_error(exc: ValidationError, prefix: str = "") -> JobInputError:
-    errors = []
-    for err in exc.errors():
-        loc = [str(p) for p in err["loc"]]
-        param = prefix + (loc[0] if loc else "body")
-        if prefix and not loc:
-            param = prefix.rstrip(".")
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown option" if prefix else "unknown parameter"
-        elif err["type"] == "missing":
-            msg = "required"
-        errors.append({"parameter": param, "message": msg})
+    errors = validation_errors(exc, prefix=prefix, unknown="unknown option" if prefix else None)
     first = errors[0]
     return JobInputError(first["parameter"], first["message"], errors=errors)
 
@@ -123,19 +151,23 @@ def check_output(name: str) -> str:
 
 
 def parse_submission(body: object) -> JobSubmission:
-    """Validate a ``POST /api/v1/jobs`` body (raises :class:`JobInputError`)."""
-    if not isinstance(body, dict):
+    """Validate a ``POST /api/v1/jobs`` body, a dict or one parsed already (raises
+    :class:`JobInputError`)."""
+    if isinstance(body, JobSubmissionBody):
+        raw = body
+    elif not isinstance(body, dict):
         raise JobInputError("body", "must be a JSON object")
-    try:
-        raw = _Body.model_validate(body)
-    except ValidationError as exc:
-        raise _pydantic_error(exc) from None
+    else:
+        try:
+            raw = JobSubmissionBody.model_validate(body)
+        except ValidationError as exc:
+            raise _pydantic_error(exc) from None
     job_type = JOB_TYPES.get(raw.type)
     if job_type is None:
         raise JobInputError(
             "type", f"unknown job type {raw.type!r}; choose from {', '.join(JOB_TYPES)}"
         )
-    start, end = _date("start", raw.start), _date("end", raw.end)
+    start, end = raw.start, raw.end
     if end < start:
         raise JobInputError("end", f"end ({end}) is before start ({start})")
     try:

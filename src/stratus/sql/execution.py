@@ -339,6 +339,7 @@ class Source:
     pii: dict[str, str]
     unmask: bool
     nodes: list[exp.Table] = field(default_factory=list)
+    files: list[str] | None = None  # pinned data files (VERSION AS OF); None: the latest
     view: str = field(default_factory=lambda: f"__stratus_{uuid.uuid4().hex[:12]}")
 
 
@@ -400,6 +401,8 @@ class Reader:
         run.names[name] = shown
 
     def _files(self, src: Source, values: Mapping) -> list[str]:
+        if src.files is not None:
+            return src.files
         partition: dict[str, list[Any]] = {}
         ranges: dict[str, tuple[object, object]] = {}
         if len(src.nodes) == 1:

@@ -45,6 +45,17 @@ REVOKE = "REVOKE"
 DESCRIBE = "DESCRIBE"
 SHOW_TABLES = "SHOW_TABLES"
 SHOW_SCHEMAS = "SHOW_SCHEMAS"
+# DML, views, time travel and maintenance (stratus.sql.parse_ext parses them)
+MERGE = "MERGE"
+UPDATE = "UPDATE"
+DELETE = "DELETE"
+CREATE_VIEW = "CREATE_VIEW"
+DROP_VIEW = "DROP_VIEW"
+DESCRIBE_HISTORY = "DESCRIBE_HISTORY"
+RESTORE = "RESTORE"
+OPTIMIZE = "OPTIMIZE"
+VACUUM = "VACUUM"
+_TOKEN_PARSED = ("SHOW", "GRANT", "REVOKE", "ALTER", "RESTORE", "OPTIMIZE", "VACUUM")
 
 
 @dataclass
@@ -101,6 +112,10 @@ def parse(text: str) -> Statement:
         return _grant(tokens, text)
     if first == "ALTER":
         return _alter(tokens, text)
+    if tree is None:
+        from stratus.sql import parse_ext
+
+        return parse_ext.command(tokens, text)
     assert tree is not None
     return _classify(tree.copy(), text, tokens)
 
@@ -117,7 +132,7 @@ def _parsed(text: str) -> tuple[list[Token], exp.Expression | None]:
             f"multiple statements ({len(statements)}): send one statement per request"
         )
     tokens = statements[0]
-    if tokens[0].text.upper() in ("SHOW", "GRANT", "REVOKE", "ALTER"):
+    if tokens[0].text.upper() in _TOKEN_PARSED or _describe_history(tokens):
         return tokens, None
     try:
         trees = DIALECT.parser(error_level=ErrorLevel.RAISE).parse(tokens, text)
@@ -134,6 +149,14 @@ def _parsed(text: str) -> tuple[list[Token], exp.Expression | None]:
     return tokens, tree
 
 
+def _describe_history(tokens: list[Token]) -> bool:
+    return (
+        len(tokens) > 1
+        and tokens[0].text.upper() == "DESCRIBE"
+        and tokens[1].text.upper() == "HISTORY"
+    )
+
+
 def _construct(tree: exp.Expression, tokens: list[Token]) -> str:
     words = [t.text.upper() for t in tokens[:3] if _WORD.fullmatch(t.text)]
     if isinstance(tree, exp.Command):
@@ -145,20 +168,28 @@ def _classify(tree: exp.Expression, text: str, tokens: list[Token]) -> Statement
     if isinstance(tree, exp.Query) and not isinstance(tree, exp.Values):
         _check_query(tree)
         return Statement(SELECT, text, tree)
+    if isinstance(tree, exp.Merge | exp.Update | exp.Delete):
+        from stratus.sql import parse_ext
+
+        return parse_ext.dml(tree, text)
+    if isinstance(tree, exp.Create) and str(tree.args.get("kind") or "").upper() == "VIEW":
+        from stratus.sql import parse_ext
+
+        return parse_ext.create_view(tree, text)
     if isinstance(tree, exp.Create):
         return _create(tree, text, tokens)
     if isinstance(tree, exp.Insert):
         return _insert(tree, text)
     if isinstance(tree, exp.Drop):
         kind = str(tree.args.get("kind") or "").upper()
-        if kind != "TABLE":
+        if kind not in ("TABLE", "VIEW"):
             raise UnsupportedStatement(f"DROP {kind}".strip())
         tables = tree.args.get("tables") or []
         if len(tables) != 1:
-            raise UnsupportedStatement("DROP TABLE of several tables at once")
-        _no_placeholders(tree, "DROP TABLE")
+            raise UnsupportedStatement(f"DROP {kind} of several at once")
+        _no_placeholders(tree, f"DROP {kind}")
         return Statement(
-            DROP_TABLE,
+            DROP_TABLE if kind == "TABLE" else DROP_VIEW,
             text,
             tree,
             {"name": _parts(tables[0]), "if_exists": bool(tree.args.get("exists"))},
@@ -192,7 +223,9 @@ def _check_query(query: exp.Expression) -> None:
                 f"table function {table.this.sql('databricks')[:60]} (read catalog tables)"
             )
         if table.args.get("version") is not None:
-            raise UnsupportedStatement("time travel (VERSION AS OF / TIMESTAMP AS OF)")
+            from stratus.sql import parse_ext
+
+            parse_ext.check_version(table)
         if len(table.parts) > 3:
             raise UnsupportedStatement(f"name {table.sql('databricks')} (at most 3 parts)")
     for func in query.find_all(exp.Func):
@@ -244,8 +277,6 @@ def _create(tree: exp.Create, text: str, tokens: list[Token]) -> Statement:
         )
     if kind != "TABLE":
         raise UnsupportedStatement(f"CREATE {kind or _construct(tree, tokens)}")
-    if tree.args.get("replace"):
-        raise UnsupportedStatement("CREATE OR REPLACE TABLE (DROP TABLE, then CREATE TABLE)")
     target = tree.this
     columns: list[exp.ColumnDef] = []
     if isinstance(target, exp.Schema):
@@ -259,6 +290,7 @@ def _create(tree: exp.Create, text: str, tokens: list[Token]) -> Statement:
     args: dict[str, Any] = {
         "name": _parts(target),
         "if_not_exists": bool(tree.args.get("exists")),
+        "replace": bool(tree.args.get("replace")),
         "columns": columns,
         "partition_by": [],
         "comment": None,

@@ -53,6 +53,7 @@ from stratus.engine.local import duck_type
 from stratus.lineage.model import ColumnEdge, LineageEvent
 from stratus.security.authz import Identity
 from stratus.security.governance import ADMIN, LOCAL_ADMIN
+from stratus.sql import handlers, timetravel, views
 from stratus.sql import parse as p
 from stratus.sql.errors import SqlExecutionError, SqlSyntaxError, UnsupportedStatement
 from stratus.sql.execution import (
@@ -177,7 +178,9 @@ class SqlService:
             p.DESCRIBE: self._describe,
             p.SHOW_TABLES: self._show_tables,
             p.SHOW_SCHEMAS: self._show_schemas,
-        }[stmt.kind]
+        }.get(stmt.kind)
+        handler = handlers.route(self, stmt) or handler  # DML, views, time travel, maintenance
+        assert handler is not None
         try:
             result: SqlResult = handler(sid, stmt, params, who)
         except RecursionError:  # rewriting or printing a deeply nested tree
@@ -283,19 +286,27 @@ class SqlService:
     def _sources(self, query: exp.Expression, who: Identity) -> list[Source]:
         """Every catalog table ``query`` reads, resolved and authorized (SELECT) before any
         data is read; their references are rewritten to full names."""
+        used = views.expand(self, query, who)  # a view's tables are read with its owner's rights
         ctes = _cte_names(query)
-        found: dict[str, Source] = {}
+        found: dict[tuple[str, str | None], Source] = {}
+        allowed: set[tuple[str, str]] = set()
         for node in list(query.find_all(exp.Table)):
             if _is_cte(node, ctes):
                 continue
             full_name = self.resolve_table(_table_parts(node))
-            src = found.get(full_name)
+            reader: Identity = node.meta.get(views.READ_AS, who)
+            if (full_name, reader.name) not in allowed:
+                self.authz.require_table(reader, full_name, "SELECT")
+                allowed.add((full_name, reader.name))
+            version = timetravel.pinned(node)
+            src = found.get((full_name, version and version.text()))
             if src is None:
-                self.authz.require_table(who, full_name, "SELECT")
                 spec, pii = self._table_info(full_name)
                 held = self.authz.privileges(who, "table", full_name)
                 src = Source(full_name, spec, pii, unmask=bool({"UNMASK", "OWNER"} & held))
-                found[full_name] = src
+                if version is not None:
+                    timetravel.pin(self, src, version)
+                found[(full_name, version and version.text())] = src
             src.nodes.append(node)
             catalog, schema, name = full_name.split(".")
             if node.args.get("alias") is None:
@@ -303,7 +314,7 @@ class SqlService:
             node.set("this", exp.to_identifier(name))
             node.set("db", exp.to_identifier(schema))
             node.set("catalog", exp.to_identifier(catalog))
-        return list(found.values())
+        return views.Sources(found.values(), used)
 
     def _table_info(self, full_name: str) -> tuple[TableSpec, dict[str, str]]:
         """A table's spec and PII columns, cached until the metastore's generation moves (tags,
@@ -392,7 +403,7 @@ class SqlService:
             principal=who.name,
             event_time=dt.datetime.now(dt.UTC),
             target_table=target,
-            source_tables=tuple(s.full_name for s in sources),
+            source_tables=views.source_tables(sources),
             column_edges=edges,
             sql=text,
             target_schema=_schema_pairs(schema) if schema is not None else (),

@@ -342,6 +342,8 @@ class TableService:
         limit: int = 1000,
         cursor: str | None = None,
     ) -> RowsPage:
+        if full_name.count(".") == 2 and self.metastore.get_table(full_name).table_type == "VIEW":
+            raise InvalidArgument(f"{full_name} is a view: query it with POST /api/v1/sql")
         spec = self.spec(full_name)
         physical, pii = self.physical(spec)
         names = list(spec.schema.names)
@@ -371,9 +373,11 @@ class TableService:
             where.append(f"{_ident(column)} = CAST(? AS {ftype})")
             params.append(typed)
         if cursor:
-            after = _decode_cursor(cursor, len(order))
+            fields_in_order = [spec.schema.field(c) for c in order]
+            after = _decode_cursor(cursor, fields_in_order)
             cols = ", ".join(_ident(c) for c in order)
-            where.append(f"({cols}) > ({', '.join('?' for _ in after)})")
+            marks = ", ".join(f"CAST(? AS {duck_type(f.type)})" for f in fields_in_order)
+            where.append(f"({cols}) > ({marks})")
             params += after
         # only the columns the page needs: PII columns nobody asked for are not decrypted
         needed = set(fields) | set(order) | set(post)
@@ -517,14 +521,28 @@ def _encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str, n: int) -> list[Any]:
+def _decode_cursor(cursor: str, fields: list[pa.Field]) -> list[Any]:
+    """The sort-key values of a cursor, typed as their columns (a cursor carries dates and
+    timestamps as text): anything else is not a cursor this API returned."""
+    bad = InvalidArgument("not a page token this API returned", parameter="page_token")
     try:
         values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, orjson.JSONDecodeError):
         values = None
-    if not isinstance(values, list) or len(values) != n:
-        raise InvalidArgument("cursor is not one this API returned", parameter="cursor")
-    return values
+    if not isinstance(values, list) or len(values) != len(fields):
+        raise bad
+    typed = []
+    for f, value in zip(fields, values, strict=True):
+        if value is None:
+            typed.append(None)
+            continue
+        if isinstance(value, (dict, list)):
+            raise bad
+        try:
+            typed.append(pa.array([value]).cast(f.type)[0].as_py())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OverflowError):
+            raise bad from None
+    return typed
 
 
 __all__ = ["RowsPage", "TableIngestReport", "TableService", "qualify"]

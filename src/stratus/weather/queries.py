@@ -16,6 +16,8 @@ import pyarrow as pa
 
 from stratus.catalog import registry
 from stratus.engine import Engine, TableScan
+from stratus.lakehouse import operations as ops
+from stratus.lakehouse.operations import AsOf
 from stratus.lakehouse.tables import Lakehouse
 from stratus.weather.fastpath import HourlyFastPath, RowEncoder
 
@@ -130,7 +132,12 @@ class WeatherQueries:
             raise UnknownCityError(missing)
 
     # ---- hourly --------------------------------------------------------------------------
-    def _scan(self, city_ids: Sequence[str], start: dt.date, end: dt.date) -> TableScan:
+    def _scan(
+        self, city_ids: Sequence[str], start: dt.date, end: dt.date, as_of: AsOf | None = None
+    ) -> TableScan:
+        if as_of is not None:  # time travel: that version's files of these cities
+            files = ops.snapshot_files(self.lakehouse, registry.HOURLY, as_of, "city_id", city_ids)
+            return TableScan(registry.HOURLY, files)
         files = self.lakehouse.prune(
             registry.HOURLY, partition={"city_id": city_ids}, ranges={"date": (start, end)}
         )
@@ -145,14 +152,15 @@ class WeatherQueries:
         fields: Sequence[str],
         limit: int,
         cursor: str | None = None,
+        as_of: AsOf | None = None,
         engine_only: bool = False,
     ) -> Page:
         """One page of hourly rows ordered by (ts, city_id); from cached row groups when
-        possible, else (or with ``engine_only``) from the engine."""
+        possible, else (time travel, or with ``engine_only``) from the engine."""
         after = decode_cursor(cursor) if cursor else None
         cols = list(dict.fromkeys(["city_id", "ts", *fields]))
         fast = None
-        if self.fast.enabled and not engine_only:
+        if self.fast.enabled and not engine_only and as_of is None:
             with_data = self.fast.cities_with_data()
             if any(c not in with_data for c in city_ids):
                 self.check_cities(city_ids)
@@ -162,7 +170,7 @@ class WeatherQueries:
         if fast is not None:
             table = fast.table
         else:
-            table = self._hourly_engine(city_ids, start, end, cols, limit, after)
+            table = self._hourly_engine(city_ids, start, end, cols, limit, after, as_of)
         next_cursor = None
         if table.num_rows > limit:
             table = table.slice(0, limit)
@@ -185,6 +193,7 @@ class WeatherQueries:
         cols: Sequence[str],
         limit: int,
         after: tuple[dt.datetime, str] | None,
+        as_of: AsOf | None = None,
     ) -> pa.Table:
         select = ", ".join(f'"{c}"' for c in cols)
         # the scan holds only these cities' partitions: no city predicate needed
@@ -195,11 +204,16 @@ class WeatherQueries:
             params += [after[0], after[0], after[1]]
         sql = f"SELECT {select} FROM {{hourly}} WHERE {where} ORDER BY ts, city_id LIMIT ?"
         params.append(limit + 1)
-        return self.engine.query(sql, {"hourly": self._scan(city_ids, start, end)}, params)
+        return self.engine.query(sql, {"hourly": self._scan(city_ids, start, end, as_of)}, params)
 
     # ---- summary -------------------------------------------------------------------------
     def summary(
-        self, city_ids: Sequence[str], start: dt.date, end: dt.date, granularity: str
+        self,
+        city_ids: Sequence[str],
+        start: dt.date,
+        end: dt.date,
+        granularity: str,
+        as_of: AsOf | None = None,
     ) -> pa.Table:
         self.check_cities(city_ids)
         period = {"day": "date", "month": "date_trunc('month', date)::DATE"}[granularity]
@@ -233,4 +247,5 @@ class WeatherQueries:
         GROUP BY city_id, period
         ORDER BY period, city_id
         """
-        return self.engine.query(sql, {"hourly": self._scan(city_ids, start, end)}, [start, end])
+        scan = self._scan(city_ids, start, end, as_of)
+        return self.engine.query(sql, {"hourly": scan}, [start, end])
