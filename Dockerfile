@@ -1,8 +1,10 @@
 # Stratus container image: a two-stage build.
 #
-#   builder  builds a wheel of stratus and of every dependency into /wheels (`pip wheel`)
-#   runtime  installs those wheels offline (`pip install --no-index --find-links /wheels stratus`)
-#            into a virtualenv, and runs as an unprivileged user (uid/gid 10001)
+#   builder  builds a wheel of stratus-lakehouse (the distribution; the command and package are
+#            `stratus`) with the extras the image uses (sample-data, azure, postgres, redis) and
+#            of every dependency into /wheels (`pip wheel`)
+#   runtime  installs those wheels offline (`pip install --no-index --find-links /wheels
+#            stratus-lakehouse[...]`) into a virtualenv, runs as an unprivileged user (10001)
 #
 # Build and run:
 #
@@ -54,18 +56,19 @@ RUN python3 -m venv /opt/build-venv \
         && [ -n "$(find "${WHEELHOUSE}" -maxdepth 1 -name '*.whl' -print -quit 2>/dev/null)" ]; then \
         echo "stratus: building offline from the prebuilt wheels in ${WHEELHOUSE}/"; \
         /opt/build-venv/bin/pip wheel --no-cache-dir --no-index --find-links "${WHEELHOUSE}" \
-            --wheel-dir /wheels . ; \
+            --wheel-dir /wheels ".[sample-data,azure,postgres,redis]" ; \
     else \
         echo "stratus: no wheels in '${WHEELHOUSE}', downloading from the package index"; \
-        /opt/build-venv/bin/pip wheel --no-cache-dir --wheel-dir /wheels . ; \
+        /opt/build-venv/bin/pip wheel --no-cache-dir --wheel-dir /wheels \
+            ".[sample-data,azure,postgres,redis]" ; \
     fi \
-    && ls /wheels/stratus-*.whl \
+    && ls /wheels/stratus_lakehouse-*.whl \
     && sha256sum /wheels/*.whl > /wheels/SHA256SUMS
 
 # ---------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS runtime
 
-LABEL org.opencontainers.image.title="stratus" \
+LABEL org.opencontainers.image.title="stratus-lakehouse" \
       org.opencontainers.image.description="A self-hostable, governed weather-data lakehouse behind a Flask API" \
       org.opencontainers.image.licenses="Apache-2.0"
 
@@ -102,7 +105,8 @@ COPY --from=builder /wheels/SHA256SUMS /usr/local/share/stratus/wheels.sha256
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     sha256sum --check --quiet /usr/local/share/stratus/wheels.sha256 \
     && python3 -m venv "${VIRTUAL_ENV}" \
-    && "${VIRTUAL_ENV}/bin/pip" install --no-cache-dir --no-index --find-links /wheels stratus \
+    && "${VIRTUAL_ENV}/bin/pip" install --no-cache-dir --no-index --find-links /wheels \
+        "stratus-lakehouse[sample-data,azure,postgres,redis]" \
     && "${VIRTUAL_ENV}/bin/stratus" --help > /dev/null
 
 WORKDIR /data

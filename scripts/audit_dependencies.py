@@ -34,7 +34,7 @@ from pathlib import Path
 
 PYPI = "https://pypi.org/pypi/{name}/json"
 IGNORE_FILE = Path(__file__).resolve().parent.parent / ".dependency-audit-ignore"
-SKIP = {"stratus"}  # the project itself (editable install)
+SKIP = {"stratus-lakehouse"}  # the project itself (editable install)
 
 
 @dataclass

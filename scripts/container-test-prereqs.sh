@@ -156,15 +156,18 @@ host_python="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 [ "$host_python" = "$image_python" ] \
     || die "PYTHON=$PYTHON is $host_python, the image's Python is $image_python"
 
-# What the image needs: the project's dependencies and its build backend (the builder stage
-# runs `pip wheel --no-index .`, which installs the build requirements from the wheelhouse).
+# What the image needs: the project's dependencies, those of the extras the image installs, and
+# its build backend (the builder stage runs `pip wheel --no-index .[...]`, which installs the
+# build requirements from the wheelhouse).
 requirements="$("$PYTHON" - "$ROOT/pyproject.toml" <<'EOF'
 import sys
 import tomllib
 
 with open(sys.argv[1], "rb") as fh:
     data = tomllib.load(fh)
-for req in [*data["project"]["dependencies"], *data["build-system"]["requires"]]:
+extras = data["project"]["optional-dependencies"]
+image_extras = [r for e in ("sample-data", "azure", "postgres", "redis") for r in extras[e]]
+for req in [*data["project"]["dependencies"], *image_extras, *data["build-system"]["requires"]]:
     print(req)
 EOF
 )"

@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 
 from stratus.config import Settings
 from stratus.context import Stratus
+from tests.services import Postgres, Redis
 
 ROOT = Path(__file__).resolve().parents[1]
 # The emulator's well-known development account (public, documented by Microsoft).
@@ -77,6 +78,46 @@ def azurite() -> Iterator[str]:
             proc.kill()
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """Debian's PostgreSQL (initdb + pg_ctl) in a temporary directory on a free port, for the
+    whole run; each user asks it for a fresh database (``postgres.create_database()``)."""
+    server = Postgres.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis() -> Iterator[Redis]:
+    """Debian's redis-server on a free port (no persistence), for the whole run."""
+    server = Redis.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# The metastore-dependent modules (metastore, governance, sharing, jobs, Unity Catalog) run
+# their main fixtures on both databases: SQLite in the home (the default) and PostgreSQL.
+METASTORES = ["sqlite", "postgresql"]
+
+
+def metastore_url_for(request: pytest.FixtureRequest, kind: str) -> str | None:
+    """None (SQLite in STRATUS_HOME) or the URL of a fresh PostgreSQL database."""
+    if kind == "sqlite":
+        return None
+    server: Postgres = request.getfixturevalue("postgres")
+    return server.create_database()
+
+
+@pytest.fixture(scope="module", params=METASTORES)
+def metastore_url(request: pytest.FixtureRequest) -> str | None:
+    """Module-wide: the module's fixtures and tests run once per metastore database."""
+    return metastore_url_for(request, request.param)
+
+
 def azure_settings(endpoint: str, home: Path, container: str | None = None) -> Settings:
     container = container or f"t{uuid.uuid4().hex[:12]}"
     return Settings(
@@ -116,7 +157,7 @@ def sample_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _load(stratus: Stratus, sample_csv: Path) -> Stratus:
+def load_sample(stratus: Stratus, sample_csv: Path) -> Stratus:
     from stratus.weather.sample import cities_path_for
 
     stratus.ingest.ingest(cities_path_for(sample_csv), "cities")
@@ -124,11 +165,14 @@ def _load(stratus: Stratus, sample_csv: Path) -> Stratus:
     return stratus
 
 
+_load = load_sample  # its older name (tests/test_fuzz.py)
+
+
 @pytest.fixture(scope="session")
 def loaded_local(tmp_path_factory: pytest.TempPathFactory, sample_csv: Path) -> Iterator[Stratus]:
     """A local lakehouse holding the whole sample dataset (read-only for tests)."""
     home = tmp_path_factory.mktemp("loaded") / "home"
-    stratus = _load(Stratus.from_settings(Settings(home=home)), sample_csv)
+    stratus = load_sample(Stratus.from_settings(Settings(home=home)), sample_csv)
     yield stratus
     stratus.close()
 
@@ -138,7 +182,7 @@ def loaded_azure(
     tmp_path_factory: pytest.TempPathFactory, sample_csv: Path, azurite: str
 ) -> Iterator[Stratus]:
     home = tmp_path_factory.mktemp("loaded-az") / "home"
-    stratus = _load(Stratus.from_settings(azure_settings(azurite, home)), sample_csv)
+    stratus = load_sample(Stratus.from_settings(azure_settings(azurite, home)), sample_csv)
     yield stratus
     stratus.close()
 

@@ -26,7 +26,7 @@ from stratus.cli import main
 from stratus.config import Settings
 from stratus.context import Stratus
 from stratus.security.audit import AUDIT
-from tests.conftest import client_for, token_for
+from tests.conftest import client_for, load_sample, token_for
 
 CITY = "new-york-jfk"
 WEEK = f"city_id={CITY}&start=2013-06-01&end=2013-06-07"
@@ -53,6 +53,20 @@ def audit_row(stratus: Stratus, request_id: str) -> dict[str, Any]:
 
 
 # ---- API tokens ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def loaded_local(
+    tmp_path_factory: pytest.TempPathFactory, sample_csv: Path, metastore_url: str | None
+) -> Iterator[Stratus]:
+    """This module's own loaded lakehouse (conftest's, per metastore): the governance tests run
+    on SQLite and on PostgreSQL."""
+    home = tmp_path_factory.mktemp("auth") / "home"
+    stratus = load_sample(
+        Stratus.from_settings(Settings(home=home, metastore_url=metastore_url)), sample_csv
+    )
+    yield stratus
+    stratus.close()
+
+
 @pytest.fixture(scope="module")
 def app(loaded_local: Stratus) -> Flask:
     return create_app(stratus=loaded_local)

@@ -231,7 +231,9 @@ def test_runtime_stage_installs_only_the_built_wheels(final_stage: list[Instruct
     installs = [ins for ins in only(final_stage, "RUN") if "pip" in ins.args]
     assert len(installs) == 1, "expected one RUN that installs stratus in the runtime stage"
     install = installs[0]
-    assert re.search(r"pip\"? install .*--no-index --find-links /wheels stratus\b", install.args)
+    assert re.search(
+        r"pip\"? install .*--no-index --find-links /wheels\W+\"?stratus-lakehouse\[", install.args
+    ), install.args
     copies = [ins for ins in only(final_stage, "COPY") if "--from=builder" in ins.args]
     if "--mount=type=bind,from=builder" in install.args:
         # Buildah/Podman do not key the layer cache on a mounted stage's contents: something
@@ -713,3 +715,29 @@ def test_compose_stratus_healthcheck_probe_runs(
     assert _probe([a.replace("{port}", str(port)) for a in argv], port) == 0
     handler.status = 500
     assert _probe([a.replace("{port}", str(port)) for a in argv], port) != 0
+
+
+def test_the_multi_profile_shares_one_metastore_storage_and_rate_limit(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    default = {name for name, s in services.items() if not s.get("profiles")}
+    assert default == {"azurite", "stratus"}, "the default profile stays single-process"
+    multi = {name for name, s in services.items() if "multi" in (s.get("profiles") or [])}
+    assert multi == {"postgres", "redis", "stratus-1", "stratus-2"}
+    one, two = services["stratus-1"], services["stratus-2"]
+    env1, env2 = environment(one), environment(two)
+    assert env1 == env2, "both instances need the same settings"
+    assert env1["STRATUS_METASTORE_URL"].startswith("postgresql+psycopg://stratus:")
+    assert "@postgres:5432/" in env1["STRATUS_METASTORE_URL"]
+    assert env1["STRATUS_RATE_LIMIT_STORAGE"] == "redis://redis:6379/0"
+    # their own lakehouse: never the default service's, whose metastore is its own SQLite
+    assert env1["STRATUS_STORAGE_URL"] != environment(services["stratus"])["STRATUS_STORAGE_URL"]
+    assert one["volumes"] == two["volumes"] and one["volumes"] != services["stratus"]["volumes"]
+    assert {"postgres", "redis", "azurite"} <= set(one["depends_on"])
+    assert two["depends_on"] == {"stratus-1": {"condition": "service_healthy"}}
+    assert "--with-sample-data" in one["command"] and "--with-sample-data" not in two["command"]
+    published = {p.split(":")[0] for s in (services["stratus"], one, two) for p in s["ports"]}
+    assert len(published) == 3, "each instance needs its own host port"
+    password = environment(services["postgres"])["POSTGRES_PASSWORD"]
+    assert f"stratus:{password}@" in env1["STRATUS_METASTORE_URL"]

@@ -289,13 +289,15 @@ def test_a_stop_loses_nothing(deployment: Deployment) -> None:
 # keys and the rest are the structural tests' job, in test_container_files.py).
 
 
-def _compose_config(path: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+def _compose_config(
+    path: Path, env: dict[str, str] | None = None, profile: str | None = None
+) -> dict[str, Any]:
     exe = shutil.which("podman-compose", path=str(Path(sys.executable).parent)) or shutil.which(
         "podman-compose"
     )
     assert exe, "podman-compose is missing: install the test extra (pip install -e '.[test]')"
     proc = subprocess.run(
-        [exe, "--file", str(path), "config"],
+        [exe, "--file", str(path), *(["--profile", profile] if profile else []), "config"],
         cwd=path.parent,
         env={**os.environ, **(env or {})},
         capture_output=True,
@@ -318,7 +320,8 @@ def test_compose_config_validates(tmp_path: Path) -> None:
     assert shutil.which("podman"), "podman is missing: run scripts/container-test-prereqs.sh"
     config = _compose_config(cs.ROOT / "compose.yaml")
     assert set(config["services"]) == {"azurite", "stratus"}
-    assert set(config["volumes"]) == {"azurite-data", "stratus-data"}
+    # (podman-compose lists the volumes of every profile, the services of the active ones)
+    assert {"azurite-data", "stratus-data"} <= set(config["volumes"])
     stratus = config["services"]["stratus"]
     assert Path(stratus["build"]["context"]).resolve() == cs.ROOT
     assert _args(stratus["build"]["args"]) == {"BASE_IMAGE": "python:3.11-slim"}
@@ -343,3 +346,20 @@ def test_compose_config_validates(tmp_path: Path) -> None:
     broken.write_text((cs.ROOT / "compose.yaml").read_text().replace("- stratus-data:", "- nope:"))
     with pytest.raises(AssertionError, match="not defined"):
         _compose_config(broken)
+
+
+def test_compose_multi_profile_config_validates() -> None:
+    """The multi-instance profile: two instances, PostgreSQL and Redis, as compose reads them."""
+    assert shutil.which("podman"), "podman is missing: run scripts/container-test-prereqs.sh"
+    config = _compose_config(cs.ROOT / "compose.yaml", profile="multi")
+    assert {"postgres", "redis", "stratus-1", "stratus-2"} <= set(config["services"])
+    assert {"postgres-data", "stratus-multi-data"} <= set(config["volumes"])
+    one, two = config["services"]["stratus-1"], config["services"]["stratus-2"]
+    assert one["environment"] == two["environment"]
+    assert one["environment"]["STRATUS_METASTORE_URL"].startswith("postgresql+psycopg://")
+    assert one["environment"]["STRATUS_RATE_LIMIT_STORAGE"].startswith("redis://redis:")
+    assert two["depends_on"]["stratus-1"]["condition"] == "service_healthy"
+    password = _compose_config(
+        cs.ROOT / "compose.yaml", {"STRATUS_POSTGRES_PASSWORD": "s3cret"}, profile="multi"
+    )["services"]["stratus-2"]["environment"]["STRATUS_METASTORE_URL"]
+    assert ":s3cret@postgres:5432/" in password

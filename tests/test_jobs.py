@@ -61,12 +61,14 @@ def load(stratus: Stratus, weather_csv: Path, cities_csv: Path) -> Stratus:
 
 
 @pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory, sample_csv: Path) -> Iterator[Stratus]:
-    """A local lakehouse with the whole sample, written to by the jobs of this module."""
+def lake(
+    tmp_path_factory: pytest.TempPathFactory, sample_csv: Path, metastore_url: str | None
+) -> Iterator[Stratus]:
+    """A local lakehouse with the whole sample, written to by the jobs of this module (its
+    metastore on SQLite and on PostgreSQL)."""
     home = tmp_path_factory.mktemp("jobs") / "home"
-    stratus = load(
-        Stratus.from_settings(Settings(home=home)), sample_csv, cities_path_for(sample_csv)
-    )
+    settings = Settings(home=home, metastore_url=metastore_url)
+    stratus = load(Stratus.from_settings(settings), sample_csv, cities_path_for(sample_csv))
     yield stratus
     stratus.close()
 

@@ -50,7 +50,13 @@ from stratus.security.governance import LOCAL_ADMIN
 from stratus.sharing import protocol as p
 from stratus.sharing.signing import SignatureError, UrlSigner, load_secret
 from stratus.weather.sample import cities_path_for
-from tests.conftest import azure_settings, free_port, token_for, wait_for_port
+from tests.conftest import (
+    azure_settings,
+    free_port,
+    metastore_url_for,
+    token_for,
+    wait_for_port,
+)
 
 ROWS_PER_CITY = 400
 EMPLOYEES = 40
@@ -106,13 +112,17 @@ def _small_weather(sample_csv: Path, out: Path) -> tuple[Path, list[str]]:
     return out, cities
 
 
-@pytest.fixture(scope="module", params=["local", "azure"])
+# local disk and Azurite with the SQLite metastore; local disk with PostgreSQL's
+@pytest.fixture(scope="module", params=["local", "azure", "local-postgresql"])
 def live(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, sample_csv: Path
 ) -> Iterator[Live]:
     base = tmp_path_factory.mktemp(f"sharing-{request.param}")
     if request.param == "local":
         settings = Settings(home=base / "home")
+    elif request.param == "local-postgresql":
+        url = metastore_url_for(request, "postgresql")
+        settings = Settings(home=base / "home", metastore_url=url)
     else:
         settings = azure_settings(request.getfixturevalue("azurite"), base / "home")
     stratus = Stratus.from_settings(settings)
@@ -163,7 +173,14 @@ def live(
     try:
         wait_for_port(port)
         live = Live(
-            request.param, f"http://127.0.0.1:{port}", stratus, base, cities, emails, {}, {}
+            request.param.split("-")[0],  # the storage: local or azure
+            f"http://127.0.0.1:{port}",
+            stratus,
+            base,
+            cities,
+            emails,
+            {},
+            {},
         )
         for name, secret in secrets_.items():
             live.secrets[name] = secret

@@ -18,11 +18,13 @@ from stratus.config import Settings
 from stratus.context import Stratus
 from stratus.security.governance import LOCAL_ADMIN
 from stratus.sharing import models as sm
+from tests.conftest import METASTORES, metastore_url_for
 
 
-@pytest.fixture()
-def metastore(tmp_path: Path) -> MetastoreService:
-    ms = MetastoreService(f"sqlite:///{tmp_path / 'metastore.db'}")
+@pytest.fixture(params=METASTORES)
+def metastore(tmp_path: Path, request: pytest.FixtureRequest) -> MetastoreService:
+    url = metastore_url_for(request, request.param)
+    ms = MetastoreService(url or f"sqlite:///{tmp_path / 'metastore.db'}")
     ms.create_principal("alice")
     return ms
 

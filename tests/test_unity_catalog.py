@@ -71,7 +71,7 @@ from stratus.config import Settings
 from stratus.context import Stratus
 from stratus.security.audit import AUDIT
 from stratus.weather.sample import cities_path_for
-from tests.conftest import free_port, token_for, wait_for_port
+from tests.conftest import METASTORES, free_port, metastore_url_for, token_for, wait_for_port
 
 SPEC_PATH = Path(__file__).parent / "data" / "unity-catalog-oss-all.yaml"
 UC = "/api/2.1/unity-catalog"
@@ -113,8 +113,11 @@ class Live:
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory, sample_csv: Path) -> Iterator[Live]:
-    stratus = Stratus.from_settings(Settings(home=tmp_path_factory.mktemp("uc") / "home"))
+def live(
+    tmp_path_factory: pytest.TempPathFactory, sample_csv: Path, metastore_url: str | None
+) -> Iterator[Live]:
+    home = tmp_path_factory.mktemp("uc") / "home"
+    stratus = Stratus.from_settings(Settings(home=home, metastore_url=metastore_url))
     stratus.ingest.ingest(cities_path_for(sample_csv), "cities")
     stratus.ingest.ingest(sample_csv, "hourly")
     app = create_app(stratus=stratus)
@@ -1214,8 +1217,11 @@ def test_authorization_matrix(roles: Live, who: str, endpoint: str, status: int)
             live.call("DELETE", f"{UC}/tables/main.weather.{victim}")
 
 
+@pytest.mark.parametrize("db", METASTORES)
 @pytest.mark.parametrize("kind", ["catalog", "schema", "table", "volume"])
-def test_a_name_created_concurrently_elsewhere_is_already_exists(tmp_path: Path, kind: str) -> None:
+def test_a_name_created_concurrently_elsewhere_is_already_exists(
+    tmp_path: Path, kind: str, db: str, request: pytest.FixtureRequest
+) -> None:
     """Two metastore services on one database (two gunicorn workers): the second creator passes
     its own existence check, then the first commits the same name: it gets AlreadyExists (409),
     never a raw IntegrityError (500), and one object exists."""
@@ -1225,7 +1231,7 @@ def test_a_name_created_concurrently_elsewhere_is_already_exists(tmp_path: Path,
     from stratus.catalog.errors import AlreadyExists
     from stratus.catalog.metastore import MetastoreService
 
-    url = f"sqlite:///{tmp_path / 'metastore.db'}"
+    url = metastore_url_for(request, db) or f"sqlite:///{tmp_path / 'metastore.db'}"
     mine, theirs = MetastoreService(url), MetastoreService(url)
     mine.create_catalog("c", "admin")
     mine.create_schema("c", "s", "admin")

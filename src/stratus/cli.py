@@ -37,7 +37,7 @@ def _platform() -> Stratus:
 
 
 @click.group()
-@click.version_option(package_name="stratus")
+@click.version_option(package_name="stratus-lakehouse")
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR.")
 def main(log_level: str | None) -> None:
     """Stratus: a governed weather-data lakehouse."""
@@ -298,7 +298,14 @@ def sample_data(out: Path | None, load: bool, if_empty: bool, employees: int | N
 
     Writes OUT (weather) and OUT's stem + .cities.csv (the cities table). With --employees N,
     writes N fake employees instead (and --load ingests them into main.hr.employees).
+    Needs the sample-data extra: pip install 'stratus-lakehouse[sample-data]'.
     """
+    from stratus.extras import MissingExtra, require
+
+    try:
+        require("sample-data", "stratus sample-data")
+    except MissingExtra as exc:
+        raise click.ClickException(str(exc)) from None
     if employees is not None:
         from stratus.datasets.employees import write_employees_csv
 
@@ -357,9 +364,12 @@ def serve(dev: bool, with_sample_data: bool) -> None:
 
         create_app(settings=settings).run(host=settings.host, port=settings.port)
         return
-    from stratus.api.server import run_gunicorn
+    from stratus.api.server import StartupError, run_gunicorn
 
-    run_gunicorn(settings)
+    try:
+        run_gunicorn(settings)
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 # ---- administration -------------------------------------------------------------------------

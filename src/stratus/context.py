@@ -101,8 +101,10 @@ class Stratus:
         return JobService.from_stratus(self)
 
     def bootstrap(self) -> None:
-        """Register the built-in securables (idempotent; cheap when already done)."""
-        self.governance.ensure_builtin(self.lakehouse)
+        """Register the built-in securables (idempotent; cheap when already done), under the
+        start-up lock: concurrent first starts (workers, replicas) do not race for them."""
+        with self.governance.metastore.startup_lock():
+            self.governance.ensure_builtin(self.lakehouse)
 
     def close(self) -> None:
         for name in ("jobs", "sql", "sharing", "lineage"):  # created ones, users before producers

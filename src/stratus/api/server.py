@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import logging
+import os
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -10,6 +12,7 @@ from gunicorn.glogging import Logger
 
 from stratus.config import Settings
 
+log = logging.getLogger(__name__)
 SIGNED_FILES = "/delta-sharing/files/"
 # request atoms that may carry credentials or PII: never available to the access log format
 _SECRET_ATOMS = ("r", "q", "f", "{authorization}i", "{cookie}i", "{referer}i")
@@ -67,5 +70,38 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return app
 
 
+class StartupError(RuntimeError):
+    """Migrations or the built-in securables could not be set up: nothing is served."""
+
+
+def prepare(settings: Settings) -> None:
+    """Migrations and built-in securables, once, before gunicorn forks its workers: done in a
+    forked child, so the master never holds a database connection or delta-rs's runtime (neither
+    survives a fork). Under the metastore's start-up lock: a second instance starting at the same
+    time waits here, then finds the work done. Workers still check (cheaply, without writing)."""
+    pid = os.fork()
+    if pid == 0:  # the child: do the work, report by exit code, never return into click
+        code = 1
+        try:
+            from stratus.context import Stratus
+
+            stratus = Stratus.from_settings(settings)
+            try:
+                stratus.bootstrap()
+            finally:
+                stratus.close()
+            code = 0
+        except BaseException:
+            log.exception("start-up (migrations, built-in securables) failed")
+        finally:
+            logging.shutdown()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise StartupError(f"start-up failed (exit code {code}); see the log above")
+
+
 def run_gunicorn(settings: Settings) -> None:
+    prepare(settings)
     _Gunicorn(settings).run()

@@ -12,7 +12,7 @@ import datetime as dt
 import re
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, delete, event, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -27,8 +29,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from stratus.catalog import models as m
 from stratus.catalog.errors import AlreadyExists, InvalidArgument, NotEmpty, NotFound
+from stratus.catalog.startup import startup_lock
 from stratus.catalog.tokens import BearerTokens
 from stratus.catalog.tokens import hash_token as hash_token  # re-exported
+from stratus.extras import require
 
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,254}")
 SECURABLE_TYPES = ("metastore", "catalog", "schema", "table", "volume")
@@ -88,6 +92,8 @@ class Page:
 class MetastoreService:
     def __init__(self, url: str) -> None:
         self.url = url
+        if url.startswith("postgresql+psycopg"):
+            require("postgres", "a PostgreSQL metastore (STRATUS_METASTORE_URL)")
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(url, future=True)
@@ -112,16 +118,33 @@ class MetastoreService:
 
     # ---- plumbing ------------------------------------------------------------------------
     def upgrade(self) -> None:
-        """Apply Alembic migrations up to head (idempotent)."""
+        """Apply Alembic migrations up to head, exactly once across processes and machines:
+        under the start-up lock, and skipped (without the lock) when already at head."""
         cfg = Config()
         cfg.set_main_option("script_location", str(files("stratus.catalog") / "migrations"))
         cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
-        with self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-        with self.session() as s:
-            if s.scalar(select(m.Metastore)) is None:
-                s.add(m.Metastore(name="stratus", owner="admin"))
+        head = ScriptDirectory.from_config(cfg).get_current_head()
+        if self._migrated(head):
+            return
+        with self.startup_lock():
+            if self._migrated(head):  # another process did it while we waited
+                return
+            with self.engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+            with self.session() as s:
+                if s.scalar(select(m.Metastore)) is None:
+                    s.add(m.Metastore(name="stratus", owner="admin"))
+
+    def _migrated(self, head: str | None) -> bool:
+        with self.engine.connect() as conn:
+            if MigrationContext.configure(conn).get_current_revision() != head:
+                return False
+            return conn.execute(select(m.Metastore.id).limit(1)).first() is not None
+
+    def startup_lock(self) -> AbstractContextManager[None]:
+        """The lock every start-up step (migrations, built-in securables) runs under."""
+        return startup_lock(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

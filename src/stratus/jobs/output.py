@@ -164,10 +164,19 @@ def replace_slice(
 
 def _committed_version(lakehouse: Lakehouse, spec: TableSpec, metadata: dict[str, str]) -> int:
     """The version of our commit (found by its metadata among the latest ones)."""
+    key, value = next(iter(metadata.items()))
+    url, options = lakehouse.url(spec), lakehouse.storage.options
     with storage_io(f"cannot read table {spec.full_name}"):
-        table = DeltaTable(lakehouse.url(spec), storage_options=lakehouse.storage.options)
-        key, value = next(iter(metadata.items()))
-        for entry in table.history(20):
-            if entry.get(key) == value:
-                return int(entry["version"])
+        for _ in range(5):
+            table = DeltaTable(url, storage_options=options)
+            history = table.history(20)
+            # delta-rs numbers the listed commits down from the snapshot's version: a commit
+            # made meanwhile (by another writer or instance) would shift every number, so the
+            # numbers count only when no version appeared while they were listed
+            if DeltaTable(url, storage_options=options).version() != table.version():
+                continue
+            for entry in history:
+                if entry.get(key) == value:
+                    return int(entry["version"])
+            return table.version()
         return table.version()

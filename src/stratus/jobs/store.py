@@ -267,6 +267,9 @@ class JobStore:
                     .where(Job.state == QUEUED)
                     .order_by(Job.created_at, Job.id)
                     .limit(1)
+                    # PostgreSQL: runners of other instances skip a row being claimed instead
+                    # of queueing behind its lock (SQLite has one writer and ignores this)
+                    .with_for_update(skip_locked=True)
                 )
                 if job_id is None:
                     return None

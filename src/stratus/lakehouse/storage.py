@@ -147,6 +147,12 @@ class Storage:
         self._ensure_container()
 
     def _ensure_container(self) -> None:
+        from stratus.extras import MissingExtra, require
+
+        try:
+            require("azure", "Azure Blob Storage (STRATUS_STORAGE_URL=az://...)")
+        except MissingExtra as exc:
+            raise StorageError(str(exc)) from None
         from azure.core.exceptions import AzureError, ResourceExistsError
         from azure.storage.blob import BlobServiceClient, ExponentialRetry
 
