@@ -262,3 +262,21 @@ def test_default_rate_limit_counters_are_the_quiet_memory_storage(app: Flask) ->
 
     assert isinstance(app.extensions[EXTENSION].limiter.storage, QuietMemoryStorage)
     assert app.extensions[FAST_EXTENSION].strategy is app.extensions[EXTENSION].limiter
+
+
+def test_rate_limit_storage_down_lets_requests_through(
+    tmp_path: Path, sample_csv: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.conftest import free_port
+
+    settings = Settings(
+        home=tmp_path / "home", rate_limit_storage=f"redis://127.0.0.1:{free_port()}"
+    )
+    stratus = _load(Stratus.from_settings(settings), sample_csv)
+    try:
+        client = client_for(create_app(stratus=stratus), token_for(stratus))
+        resp = client.get(WEEK)  # nothing listens there: logged, and the request is served
+        assert resp.status_code == 200 and resp.get_json()["count"] == 7 * 24
+        assert "rate limit check failed" in caplog.text
+    finally:
+        stratus.close()
