@@ -239,10 +239,18 @@ class Lakehouse:
             return None if cached is None else self._files_of(cached)
 
     def _index(self, spec: TableSpec) -> list[FileEntry]:
+        return self.entries(spec)[1]
+
+    def entries(self, spec: TableSpec) -> tuple[int, list[FileEntry]]:
+        """The latest version and its data files (-1 and none if the table does not exist)."""
         with self._table_lock(spec):
             cached = self._current(spec)
             if cached is None:
-                return []
+                return -1, []
+            return cached.version, self._index_of(cached, spec)
+
+    def _index_of(self, cached: _Cached, spec: TableSpec) -> list[FileEntry]:
+        with self._table_lock(spec):
             files = self._files_of(cached)
             if cached.index is None:
                 root = self.url(spec)
