@@ -38,7 +38,7 @@ import fnmatch
 import logging
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -397,6 +397,22 @@ class SqlService:
             target_schema=_schema_pairs(schema) if schema is not None else (),
         )
 
+    @contextlib.contextmanager
+    def lineage_run(self, event: LineageEvent, *, report: bool = True) -> Iterator[None]:
+        """A statement's lineage run around its work: started before it, failed (with the
+        reason) if it raises, completed after it; nothing is reported unless ``report`` (a
+        statement that reads no table has no lineage)."""
+        if report:
+            self.report_lineage("start", event)
+        try:
+            yield
+        except Exception as exc:
+            if report:
+                self.report_lineage("fail", event, _reason(exc))
+            raise
+        if report:
+            self.report_lineage("complete", event)
+
     def report_lineage(self, method: str, event: LineageEvent, *args: Any) -> None:
         if method == "start":
             self.lineage.start(event)  # before any work: a failure here stops it
@@ -582,16 +598,8 @@ class SqlService:
             sources = self.sources(source, who)
             _, edges = self.edges_of(source, sources, targets)
         event = self.lineage_event(sid, stmt.text, who, full_name, sources, edges, spec.schema)
-        if sources:
-            self.report_lineage("start", event)
-        try:
+        with self.lineage_run(event, report=bool(sources)):
             affected = self._insert_rows(full_name, spec, targets, source, sources, values, edges)
-        except Exception as exc:
-            if sources:
-                self.report_lineage("fail", event, _reason(exc))
-            raise
-        if sources:
-            self.report_lineage("complete", event)
         return SqlResult(sid, stmt.kind, _empty(), affected_rows=affected, table=full_name)
 
     def _insert_rows(
