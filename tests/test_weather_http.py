@@ -112,6 +112,17 @@ def test_etag_and_304(client: FlaskClient, lake: Stratus) -> None:
     )
 
 
+def test_openapi_documents_etag_and_304(client: FlaskClient) -> None:
+    doc = client.get("/openapi.json").get_json()
+    for path in ("/api/v1/weather", "/api/v1/weather/summary"):
+        op = doc["paths"][path]["get"]
+        assert "ETag" in op["responses"]["200"]["headers"], path
+        assert "ETag" in op["responses"]["304"]["headers"], path
+        assert "content" not in op["responses"]["304"], path
+        header = [q for q in op["parameters"] if q["in"] == "header"]
+        assert [q["name"] for q in header] == ["If-None-Match"], path
+
+
 def test_etag_changes_with_a_new_table_version(tmp_path: Path, sample_csv: Path) -> None:
     stratus = _load(Stratus.from_settings(Settings(home=tmp_path / "home")), sample_csv)
     try:
@@ -224,6 +235,30 @@ def test_columnar_json_is_orjsons_text_for_every_type() -> None:
     assert json_body(t, {"k": 1}) == _old(t, {"k": 1})
     empty = t.slice(0, 0)
     assert json_body(empty, {}) == _old(empty, {})
+
+
+def test_nanosecond_timestamps_are_json_with_all_their_digits() -> None:
+    stamps = [1_000_000_000_123_456_789, None, 1_000_000_000_000_000_000]
+    t = pa.table(
+        {
+            "ts": pa.array(stamps, pa.timestamp("ns")),
+            "utc": pa.array(stamps, pa.timestamp("ns", "UTC")),
+            "ny": pa.array(stamps, pa.timestamp("ns", "America/New_York")),
+        }
+    )
+    rows = json_rows(t)  # crashed on pandas Timestamp values before
+    assert rows[0] == {
+        "ts": "2001-09-09T01:46:40.123456789",
+        "utc": "2001-09-09T01:46:40.123456789+00:00",
+        "ny": "2001-09-08T21:46:40.123456789-04:00",
+    }
+    assert rows[1] == {"ts": None, "utc": None, "ny": None}
+    # a whole second: shaped like a microsecond timestamp's JSON (orjson's datetime text)
+    whole = dt.datetime(2001, 9, 9, 1, 46, 40, tzinfo=dt.UTC)
+    micro = pa.table({"utc": pa.array([whole], pa.timestamp("us", "UTC"))})
+    assert rows[2]["utc"] == orjson.loads(orjson.dumps(json_rows(micro)))[0]["utc"]
+    assert rows[2]["ts"] == "2001-09-09T01:46:40"
+    assert orjson.loads(json_body(t, {}))["data"] == rows
 
 
 @settings(max_examples=200, deadline=None)
