@@ -264,11 +264,19 @@ class SqlService:
         self._default_ready = True
 
     def check_writable(self, full_name: str, doing: str) -> None:
-        if is_builtin("table", full_name):
+        """Refuse INSERT (``doing="written"``) and CREATE OR REPLACE on built-in tables."""
+        if not is_builtin("table", full_name):
+            return
+        if full_name.split(".")[0] == "system":
             raise PermissionDenied(
                 f"table {full_name} is built in and cannot be {doing} with SQL "
-                "(weather tables are written by `stratus ingest`)"
+                "(Stratus itself writes the system tables)"
             )
+        raise PermissionDenied(
+            f"table {full_name} is built in and cannot be {doing} with SQL: with MODIFY on it, "
+            "MERGE adds or changes its rows and UPDATE and DELETE change them "
+            "(`stratus ingest` loads files into it)"
+        )
 
     def sources(self, query: exp.Expr, who: Identity) -> list[Source]:
         """Every catalog table ``query`` reads, resolved and authorized (SELECT) before any
