@@ -439,6 +439,9 @@ def test_owners_drop_and_tag_their_tables_and_denials_name_the_privilege(lake: L
     assert lake.sql("DROP TABLE main.lab.daves", "dave").status_code == 200
     write_builtin = lake.sql("INSERT INTO main.weather.cities (city_id) VALUES ('x')")
     assert write_builtin.status_code == 403 and "built in" in write_builtin.get_json()["detail"]
+    assert "MERGE adds or changes its rows" in write_builtin.get_json()["detail"]
+    system = lake.sql("INSERT INTO system.access.audit (action_name) VALUES ('x')").get_json()
+    assert system["status"] == 403 and "Stratus itself writes" in system["detail"]
     unpii = lake.sql("ALTER TABLE main.hr.employees ALTER COLUMN email UNSET TAGS ('pii')", "bob")
     assert unpii.status_code == 403
 

@@ -204,46 +204,19 @@ def ingest(
         else:
             _print_report(report, as_json)
             stratus.lineage.record_ingest(path, full_name, who.name)  # file -> table lineage
-        _audit_cli(
-            stratus, who.name, "ingest", full_name, {"path": str(path)}, outcome, status, error
+        stratus.governance.audit.record_cli(
+            who.name,
+            "ingest",
+            "table",
+            full_name,
+            {"path": str(path)},
+            outcome=outcome,
+            status=status,
+            error=error,
         )
     stratus.close()
     if failed:
         sys.exit(1)
-
-
-def _audit_cli(
-    stratus: Stratus,
-    principal: str,
-    action: str,
-    table: str,
-    params: dict[str, Any],
-    outcome: str,
-    status: int,
-    error: str | None,
-) -> None:
-    import datetime as dt
-    import uuid
-
-    from stratus.security.audit import AuditRecord
-
-    stratus.governance.audit.record(
-        AuditRecord(
-            event_time=dt.datetime.now(dt.UTC),
-            request_id=uuid.uuid4().hex,
-            service_name="cli",
-            action_name=action,
-            user_identity=principal,
-            securable_type="table",
-            securable_full_name=table,
-            request_params=params,
-            outcome=outcome,
-            status_code=status,
-            error_message=error,
-            source_ip_address=None,
-            user_agent="stratus-cli",
-        )
-    )
 
 
 def load_sample_data(stratus: Stratus, if_empty: bool, out: Path | None = None) -> bool:

@@ -57,6 +57,11 @@ class Settings(BaseModel):
     # SQL statements (stratus.sql): time limit, and most rows a result returns (truncated)
     sql_timeout_seconds: float = Field(default=30.0, gt=0, le=86_400)
     sql_max_rows: int = Field(default=10_000, ge=1, le=10_000_000)
+    # /weather hot path (stratus.weather.fastpath): MiB of hourly row groups cached per worker
+    # process (0: every read goes to the engine); JSON/CSV answers from this size are compressed
+    # when the client accepts gzip or deflate (0: never)
+    row_cache_mb: int = Field(default=256, ge=0, le=1_048_576)
+    compress_min_bytes: int = Field(default=1024, ge=0, le=1 << 30)
     # VACUUM refuses RETAIN below 7 days unless this is off (Databricks' retentionDurationCheck)
     vacuum_retention_check: bool = True
     # the scheduled maintenance job: hours between runs of OPTIMIZE on the system tables (0: off)

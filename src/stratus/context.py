@@ -68,7 +68,7 @@ class Stratus:
             lakehouse=lakehouse,
             engine=engine,
             ingest=IngestService(lakehouse, engine),
-            weather=WeatherQueries(lakehouse, engine),
+            weather=WeatherQueries(lakehouse, engine, settings.row_cache_mb * 2**20),
             governance=governance,
             tables=tables,
             catalog=CatalogCommands(governance.metastore, governance.authorizer, lakehouse, tables),

@@ -4,10 +4,41 @@ the CLI in :mod:`stratus.jobs.validation`)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import Container, Iterable, Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import BeforeValidator, ValidationError
+
+from stratus.weather.schema import CITY_ID_PATTERN
+
+MAX_CITIES = 100  # city ids one weather query or job may name
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_CITY = re.compile(CITY_ID_PATTERN)
+
+
+def _strict_date(value: object) -> dt.date:
+    if isinstance(value, dt.date):
+        return value
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
+        raise ValueError("must be a date YYYY-MM-DD")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value} is not a calendar date") from None
+
+
+# a date written exactly YYYY-MM-DD (query strings and JSON bodies alike)
+StrictDate = Annotated[dt.date, BeforeValidator(_strict_date)]
+
+
+def unique_city_ids(city_ids: list[str]) -> list[str]:
+    """The city ids in their first order without repeats; ValueError names a malformed one."""
+    for c in city_ids:
+        if not _CITY.fullmatch(c):
+            raise ValueError(f"{c!r} is not a valid city id (letters, digits, _ . -)")
+    return list(dict.fromkeys(city_ids))
 
 
 def _location(loc: Iterable[Any]) -> str:

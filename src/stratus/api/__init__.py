@@ -12,6 +12,7 @@ from stratus import ui
 from stratus.api import (
     audit_api,
     auth,
+    compression,
     lineage,
     meta,
     security,
@@ -50,6 +51,7 @@ def create_app(
     # size limits, rate limiter, CORS, security headers (its before_request runs first)
     security.install(app, stratus.settings)
     auth.install(app, enabled=auth_enabled)
+    compression.install(app, stratus.settings)  # gzip/deflate when asked (stratus.api.compression)
     app.register_blueprint(meta.bp)
     app.register_blueprint(weather.bp)
     app.register_blueprint(unity_catalog.bp)

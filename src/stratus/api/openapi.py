@@ -323,6 +323,24 @@ _FILE_HEADERS = {
     "X-Next-Page-Token": _header("page_token of the next page, if any (CSV and Parquet only)"),
     "X-Next-Cursor": _header("Deprecated: X-Next-Page-Token under its old name"),
 }
+_ETAG = _header(
+    "Weak entity tag of the answer (the tables' versions, the caller, the query): send it back "
+    "in If-None-Match to get 304 while nothing changed"
+)
+_TAGGED_HEADERS = {**_FILE_HEADERS, "ETag": _ETAG}
+_NOT_MODIFIED = {
+    "304": {
+        "description": "Not Modified: If-None-Match names the answer's ETag (no body)",
+        "headers": {"ETag": _ETAG},
+    }
+}
+_IF_NONE_MATCH: Schema = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": "ETags of an answer the client holds (or *): 304 if one is still current.",
+    "schema": {"type": "string"},
+}
 _PAGE_TOKEN_OUT = {
     "type": ["string", "null"],
     "description": "page_token of the next page; null on the last page",
@@ -753,24 +771,26 @@ def _weather_paths() -> dict[str, Schema]:
             "get": _op(
                 "Hourly observations, sorted by time",
                 {
-                    **_ok("WeatherPage", table=True, headers=_FILE_HEADERS),
+                    **_ok("WeatherPage", table=True, headers=_TAGGED_HEADERS),
+                    **_NOT_MODIFIED,
                     **_errors(400, 403, 404, 503, e404="Unknown city"),
                 },
                 tag="weather",
                 op_id="queryWeather",
-                params=query_params(WeatherParams),
+                params=[*query_params(WeatherParams), _IF_NONE_MATCH],
             )
         },
         "/api/v1/weather/summary": {
             "get": _op(
                 "Per city and day or month: temp, precipitation, humidity, wind",
                 {
-                    **_ok("SummaryPage", table=True, headers=_FILE_HEADERS),
+                    **_ok("SummaryPage", table=True, headers=_TAGGED_HEADERS),
+                    **_NOT_MODIFIED,
                     **_errors(400, 403, 404, 503, e404="Unknown city"),
                 },
                 tag="weather",
                 op_id="summarizeWeather",
-                params=query_params(SummaryParams),
+                params=[*query_params(SummaryParams), _IF_NONE_MATCH],
             )
         },
     }

@@ -11,8 +11,6 @@ still accepted as aliases (:data:`PAGING_ALIASES`).
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import orjson
@@ -33,24 +31,11 @@ from werkzeug.datastructures import MultiDict
 
 from stratus.api.problems import invalid_parameter, validation_problem
 from stratus.catalog.metastore import NAME
+from stratus.inputs import MAX_CITIES, StrictDate, unique_city_ids
 from stratus.weather.schema import CITY_ID_PATTERN, HOURLY_FIELDS
 
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_CITY = re.compile(CITY_ID_PATTERN)
-MAX_CITIES = 100
 T = TypeVar("T", bound=BaseModel)
 Q = TypeVar("Q", bound="QueryModel")
-
-
-def _strict_date(value: object) -> dt.date:
-    if isinstance(value, dt.date):
-        return value
-    if not isinstance(value, str) or not _DATE.fullmatch(value):
-        raise ValueError("must be a date YYYY-MM-DD")
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{value} is not a calendar date") from None
 
 
 def _split(value: object) -> list[str]:
@@ -67,7 +52,6 @@ def _name(value: str) -> str:
     return value
 
 
-StrictDate = Annotated[dt.date, BeforeValidator(_strict_date)]
 # a catalog, schema, table, share or recipient name (one part)
 Name = Annotated[
     StrictStr,
@@ -123,10 +107,7 @@ class _Params(QueryModel):
     @field_validator("city_id")
     @classmethod
     def _cities(cls, v: list[str]) -> list[str]:
-        for c in v:
-            if not _CITY.fullmatch(c):
-                raise ValueError(f"{c!r} is not a valid city id (letters, digits, _ . -)")
-        return list(dict.fromkeys(v))
+        return unique_city_ids(v)
 
     @model_validator(mode="after")
     def _order(self) -> _Params:

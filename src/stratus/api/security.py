@@ -45,6 +45,7 @@ import logging
 import math
 import os
 import re
+import threading
 import time
 import traceback
 from typing import Any
@@ -53,17 +54,23 @@ import orjson
 from flask import Flask, Response, current_app, g, request
 from flask_cors import CORS
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
+from limits import RateLimitItem, parse_many
 from limits.errors import ConfigurationError
+from limits.storage import MemoryStorage
 from werkzeug.exceptions import (
     RequestEntityTooLarge,
     RequestHeaderFieldsTooLarge,
     RequestURITooLarge,
+    TooManyRequests,
 )
 
 from stratus.api.problems import PROBLEM_JSON, Problem
 from stratus.config import ConfigError, Settings
 
+log = logging.getLogger(__name__)
 EXTENSION = "stratus.limiter"
+FAST_EXTENSION = "stratus.limits"
+KEY_PREFIX = "stratus"
 MAX_QUERY_BYTES = 8 * 1024
 MAX_HEADER_FIELDS = 100
 MAX_HEADER_BYTES = 8 * 1024
@@ -92,6 +99,32 @@ EXPOSED_HEADERS = [
 
 
 # ---- rate limits ------------------------------------------------------------------------------
+class QuietMemoryStorage(MemoryStorage):
+    """``memory://`` counters that sweep expired keys once a second instead of starting a new
+    timer thread every 10 ms under load (limits' MemoryStorage does; a thread start per few
+    requests was the largest per-request cost of the limiter). Counts are unchanged: reads
+    drop expired counters themselves; the sweep only frees memory."""
+
+    STORAGE_SCHEME = ["stratus-memory"]
+    SWEEP_SECONDS = 1.0
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # replaces limits' private hook
+        timer = self.timer
+        if not timer.is_alive():
+            # limits' own (name-mangled) sweep; limits is pinned <6 and the hook is checked in
+            # _storage_uri, so a release without it falls back to the plain storage
+            sweep = getattr(self, "_MemoryStorage__expire_events")  # noqa: B009
+            self.timer = threading.Timer(self.SWEEP_SECONDS, sweep)
+            self.timer.daemon = True
+            self.timer.start()
+
+
+def _storage_uri(uri: str) -> str:
+    # the quiet variant only where limits' MemoryStorage has the hook it replaces
+    hooked = hasattr(MemoryStorage, "_MemoryStorage__schedule_expiry")
+    return "stratus-memory://" if uri == "memory://" and hooked else uri
+
+
 def _client_ip() -> str:
     return request.remote_addr or "unknown"
 
@@ -127,14 +160,57 @@ def _limiter(settings: Settings) -> Limiter | None:
                 exempt_when=_not("files"),
             ),
         ],
-        storage_uri=settings.rate_limit_storage,
+        storage_uri=_storage_uri(settings.rate_limit_storage),
         strategy="sliding-window-counter",
         headers_enabled=False,  # Retry-After on 429s is ours; no X-RateLimit-* on every answer
         swallow_errors=True,  # counter storage down (Redis): logged, and requests go through
-        key_prefix="stratus",
+        key_prefix=KEY_PREFIX,
         # unmatched URLs count too (flask-limiter exempts requests without an endpoint)
         request_identifier=lambda: request.endpoint or "-",
     )
+
+
+class _Exceeded(RateLimitExceeded):
+    """Over a limit (the same exception flask-limiter raises, handled by ``_rate_limited``)."""
+
+    def __init__(self, item: RateLimitItem) -> None:
+        TooManyRequests.__init__(self, description=str(item))
+        self.limit = item  # type: ignore[assignment]
+        self.response = None
+
+
+class FastLimits:
+    """The three limits checked by calling the limits library's strategy directly, with the
+    keys, scopes and sliding-window counters flask-limiter would use (its per-request filtering
+    and evaluation of application limits was the costliest part of every request). Storage
+    failures are logged and the request goes through, as with flask-limiter's swallow_errors."""
+
+    def __init__(self, limiter: Limiter, settings: Settings) -> None:
+        self.strategy = limiter.limiter
+        self.items = {
+            kind: sorted(parse_many(value)) if value else []
+            for kind, value in (
+                ("principal", settings.rate_limit),
+                ("ip", settings.rate_limit_ip),
+                ("files", settings.rate_limit_files),
+            )
+        }
+
+    def check(self, kind: str, key: str) -> None:
+        items = self.items.get(kind)
+        if not items or not key:
+            return
+        try:
+            failed = [i for i in items if not self.strategy.hit(i, KEY_PREFIX, key, kind)]
+            if failed:
+                item = failed[0]
+                reset = self.strategy.get_window_stats(item, KEY_PREFIX, key, kind).reset_time
+                g.rate_retry_after = max(1, math.ceil(reset - time.time()))
+        except Exception:  # counter storage down (Redis): logged, and requests go through
+            log.exception("rate limit check failed; request let through")
+            return
+        if failed:
+            raise _Exceeded(item)
 
 
 def check_rate_limit(principal: str | None = None, *, kind: str | None = None) -> None:
@@ -146,16 +222,28 @@ def check_rate_limit(principal: str | None = None, *, kind: str | None = None) -
     if g.get("_rate_checked"):
         return
     g._rate_checked = True
-    limiter: Limiter | None = current_app.extensions.get(EXTENSION)
-    if limiter is None or request.path in UNLIMITED_PATHS:
+    limits: FastLimits | None = current_app.extensions.get(FAST_EXTENSION)
+    if limits is None or request.path in UNLIMITED_PATHS:
         return
+    if (request.endpoint or "-").rsplit(".", 1)[-1] == "static":
+        return  # static files (flask-limiter's rule: an endpoint named "static" is exempt)
     if kind is None:
         kind = "principal" if principal else "ip"
     g.rate_kind = kind
     if principal:
         # hashed: principal names may be e-mail addresses, and keys show up in limiter logs
-        g.rate_key = "p-" + hashlib.sha256(principal.encode()).hexdigest()[:24]
-    limiter._check_request_limit()  # flask-limiter's own before_request check, run here
+        key = _principal_keys.get(principal)
+        if key is None:
+            key = "p-" + hashlib.sha256(principal.encode()).hexdigest()[:24]
+            if len(_principal_keys) < 10_000:
+                _principal_keys[principal] = key
+        g.rate_key = key
+    else:
+        key = _client_ip()
+    limits.check(kind, key)
+
+
+_principal_keys: dict[str, str] = {}
 
 
 def _buffer_chunked(limit: int) -> None:
@@ -180,6 +268,9 @@ def _buffer_chunked(limit: int) -> None:
 
 
 def _retry_after(limiter: Limiter | None) -> int:
+    known = g.get("rate_retry_after")
+    if known is not None:
+        return int(known)
     current = limiter.current_limit if limiter is not None else None
     if current is None:
         return 60
@@ -316,6 +407,7 @@ def install(app: Flask, settings: Settings) -> None:
         # not before every request: check_rate_limit runs it once the caller is known
         app.before_request_funcs[None].remove(limiter._check_request_limit)
         app.extensions[EXTENSION] = limiter
+        app.extensions[FAST_EXTENSION] = FastLimits(limiter, settings)
 
     origins = settings.cors_origin_list
     if origins:

@@ -1,6 +1,14 @@
-"""Weather endpoints: thin HTTP over :class:`stratus.weather.queries.WeatherQueries`."""
+"""Weather endpoints: thin HTTP over :class:`stratus.weather.queries.WeatherQueries`.
+
+Query answers carry a weak ``ETag`` derived from the versions of the tables read, the caller,
+the path and the query string; a request whose ``If-None-Match`` names it gets ``304 Not
+Modified`` without running the query (after the same authentication, authorization, rate limit
+and audit as any other request).
+"""
 
 from __future__ import annotations
+
+import hashlib
 
 from flask import Blueprint, Response, request
 
@@ -38,6 +46,39 @@ def _authorize(action: str, *tables: str) -> None:
         )
 
 
+def _etag(*tables: registry.TableSpec) -> str:
+    lakehouse = platform().lakehouse
+    versions = ",".join(str(lakehouse.version(t)) for t in tables)
+    settings = platform().settings
+    key = "\n".join(
+        (
+            versions,
+            current_identity().name,
+            request.path,
+            request.query_string.decode("latin-1"),
+            f"{settings.default_page_size},{settings.max_page_size}",
+        )
+    )
+    digest = hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
+    return f'W/"{versions.replace(",", ".")}-{digest}"'
+
+
+def _not_modified(etag: str) -> Response | None:
+    """304 when the request's If-None-Match names ``etag`` (or is ``*``)."""
+    header = request.headers.get("If-None-Match")
+    if not header:
+        return None
+    tags = request.if_none_match
+    if tags.star_tag or tags.contains_weak(etag.removeprefix("W/").strip('"')):
+        return Response(status=304, headers={"ETag": etag})
+    return None
+
+
+def _tagged(resp: Response, etag: str) -> Response:
+    resp.headers["ETag"] = etag
+    return resp
+
+
 def _as_of(p: WeatherParams | SummaryParams) -> AsOf | None:
     if p.as_of_version is None and p.as_of is None:
         return None
@@ -62,6 +103,9 @@ def hourly() -> Response:
         name = "limit" if "limit" in request.args else "max_results"
         raise invalid_parameter(name, f"must be between 1 and {settings.max_page_size}")
     fields = p.fields or list(HOURLY_FIELDS)
+    etag = _etag(registry.HOURLY, registry.CITIES)
+    if (unchanged := _not_modified(etag)) is not None:
+        return unchanged
     try:
         page = platform().weather.hourly(
             p.city_id,
@@ -87,13 +131,17 @@ def hourly() -> Response:
         "limit": limit,  # deprecated names of the two above
         "next_cursor": page.next_cursor,
     }
-    return table_response(page.table, p.format, envelope, "weather")
+    resp = table_response(page.table, p.format, envelope, "weather", page.json)
+    return _tagged(resp, etag)
 
 
 @bp.get("/weather/summary")
 def summary() -> Response:
     _authorize("summarizeWeather", registry.HOURLY.full_name)
     p = parse_query(SummaryParams, request.args)
+    etag = _etag(registry.HOURLY, registry.CITIES)
+    if (unchanged := _not_modified(etag)) is not None:
+        return unchanged
     try:
         table = platform().weather.summary(
             p.city_id, p.start, p.end, p.granularity, as_of=_as_of(p)
@@ -106,4 +154,5 @@ def summary() -> Response:
         "end": p.end.isoformat(),
         "granularity": p.granularity,
     }
-    return table_response(table, p.format, envelope, f"weather-summary-{p.granularity}")
+    resp = table_response(table, p.format, envelope, f"weather-summary-{p.granularity}")
+    return _tagged(resp, etag)

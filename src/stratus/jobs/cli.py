@@ -6,10 +6,8 @@ STRATUS_HOME owns the lakehouse anyway); with it, as the token's principal, with
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -45,25 +43,7 @@ def _open(token: str | None) -> tuple[Stratus, Identity]:
 def _audit(
     stratus: Stratus, who: str, action: str, table: str | None, params: dict[str, Any]
 ) -> None:
-    from stratus.security.audit import AuditRecord
-
-    stratus.governance.audit.record(
-        AuditRecord(
-            event_time=dt.datetime.now(dt.UTC),
-            request_id=uuid.uuid4().hex,
-            service_name="cli",
-            action_name=action,
-            user_identity=who,
-            securable_type="table" if table else None,
-            securable_full_name=table,
-            request_params=params,
-            outcome="allowed",
-            status_code=200,
-            error_message=None,
-            source_ip_address=None,
-            user_agent="stratus-cli",
-        )
-    )
+    stratus.governance.audit.record_cli(who, action, "table" if table else None, table, params)
 
 
 def _fail(exc: Exception) -> click.ClickException:

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake import CommitProperties, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError
 from sqlalchemy.exc import IntegrityError
 
@@ -156,18 +156,10 @@ def replace_slice(
 def _committed_version(lakehouse: Lakehouse, spec: TableSpec, metadata: dict[str, str]) -> int:
     """The version of our commit (found by its metadata among the latest ones)."""
     key, value = next(iter(metadata.items()))
-    url, options = lakehouse.url(spec), lakehouse.storage.options
-    with storage_io(f"cannot read table {spec.full_name}"):
-        for _ in range(5):
-            table = DeltaTable(url, storage_options=options)
-            history = table.history(20)
-            # delta-rs numbers the listed commits down from the snapshot's version: a commit
-            # made meanwhile (by another writer or instance) would shift every number, so the
-            # numbers count only when no version appeared while they were listed
-            if DeltaTable(url, storage_options=options).version() != table.version():
-                continue
-            for entry in history:
-                if entry.get(key) == value:
-                    return int(entry["version"])
-            return table.version()
-        return table.version()
+    for entry in lakehouse.commit_log(spec, 20):
+        if entry.get(key) == value:
+            return int(entry["version"])
+    version = lakehouse.version(spec)
+    if version is None:
+        raise StorageError(f"cannot read table {spec.full_name}: it has no version")
+    return version

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import re
 from dataclasses import dataclass
@@ -11,7 +10,6 @@ from typing import Annotated, Any
 import orjson
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StrictStr,
@@ -21,13 +19,10 @@ from pydantic import (
 )
 
 from stratus.catalog import registry
-from stratus.inputs import validation_errors
+from stratus.inputs import MAX_CITIES, StrictDate, unique_city_ids, validation_errors
 from stratus.jobs.definitions import JOB_TYPES, JobParams, JobType, default_output
 from stratus.weather.schema import CITY_ID_PATTERN
 
-MAX_CITIES = 100
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_CITY = re.compile(CITY_ID_PATTERN)
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,254}")
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, no spaces
 
@@ -54,16 +49,6 @@ class JobInputError(ValueError):
         self.errors = errors or [{"parameter": parameter, "message": message}]
 
 
-def _strict_date(value: object) -> object:
-    if not isinstance(value, str) or not _DATE.fullmatch(value):
-        raise ValueError("must be a date YYYY-MM-DD")
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{value} is not a calendar date") from None
-
-
-Date = Annotated[dt.date, BeforeValidator(_strict_date)]
 OPTIONS_SCHEMA = {
     "type": "object",
     "description": "anomalies: {z: 0 < z <= 10, default 3}; others: none",
@@ -94,8 +79,8 @@ class JobSubmissionBody(BaseModel):
         max_length=MAX_CITIES,
         json_schema_extra={"items": {"type": "string", "pattern": f"^{CITY_ID_PATTERN}$"}},
     )
-    start: Date
-    end: Date
+    start: StrictDate
+    end: StrictDate
     options: Annotated[dict[str, Any], WithJsonSchema(OPTIONS_SCHEMA)] = Field(default_factory=dict)
     output: StrictStr | None = Field(
         default=None,
@@ -105,10 +90,7 @@ class JobSubmissionBody(BaseModel):
     @field_validator("city_ids")
     @classmethod
     def _cities(cls, v: list[str]) -> list[str]:
-        for c in v:
-            if not _CITY.fullmatch(c):
-                raise ValueError(f"{c!r} is not a valid city id (letters, digits, _ . -)")
-        return list(dict.fromkeys(v))
+        return unique_city_ids(v)
 
 
 @dataclass(frozen=True)

@@ -180,9 +180,7 @@ def latest_version(lakehouse: Lakehouse, spec: TableSpec) -> int:
 
 
 def history(lakehouse: Lakehouse, spec: TableSpec, limit: int | None = None) -> list[dict]:
-    table = _open(lakehouse, spec)
-    with storage_io(f"cannot read the history of {spec.full_name}"):
-        entries = table.history(limit)
+    entries = lakehouse.commit_log(spec, limit, _open(lakehouse, spec))
     out = []
     for e in entries:
         ts = e.get("timestamp")

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 ROW_GROUP_SIZE = 8_760
 COMMIT_RETRIES = 10  # enough for 8+ writers racing on one table (tests/test_faults.py)
 _VERSIONS = 64  # past versions (immutable) kept in memory by `snapshot`
+_HISTORY_ATTEMPTS = 5  # listings of a table's log tried while other writers keep committing
 
 
 class NoSuchVersion(LookupError):
@@ -239,10 +240,18 @@ class Lakehouse:
             return None if cached is None else self._files_of(cached)
 
     def _index(self, spec: TableSpec) -> list[FileEntry]:
+        return self.entries(spec)[1]
+
+    def entries(self, spec: TableSpec) -> tuple[int, list[FileEntry]]:
+        """The latest version and its data files (-1 and none if the table does not exist)."""
         with self._table_lock(spec):
             cached = self._current(spec)
             if cached is None:
-                return []
+                return -1, []
+            return cached.version, self._index_of(cached, spec)
+
+    def _index_of(self, cached: _Cached, spec: TableSpec) -> list[FileEntry]:
+        with self._table_lock(spec):
             files = self._files_of(cached)
             if cached.index is None:
                 root = self.url(spec)
@@ -340,13 +349,59 @@ class Lakehouse:
 
     def history(self, spec: TableSpec) -> list[tuple[int, int]]:
         """(version, commit timestamp in ms) of every version still in the log, oldest first."""
-        table = self.table(spec)
-        if table is None:
-            return []
-        with self._table_lock(spec), storage_io(f"cannot read the history of {spec.full_name}"):
-            rows = table.history()
+        rows = self.commit_log(spec)
         out = [(int(r["version"]), int(r.get("timestamp") or 0)) for r in rows if "version" in r]
         return sorted(out)
+
+    def commit_log(
+        self, spec: TableSpec, limit: int | None = None, table: DeltaTable | None = None
+    ) -> list[dict[str, Any]]:
+        """The commit infos of the table's log, newest first, each with its right ``version``
+        (``[]`` if the table has no data). Use this, never ``DeltaTable.history()`` directly.
+
+        delta-rs lists the commits from the newest one in storage but numbers them down from
+        the *loaded* snapshot's version: when a commit landed after the table was loaded (a
+        second writer or instance, or a cached table not yet refreshed) every number is off.
+        After listing, the newest version is read again: if it is still the snapshot's, the
+        numbers are right; otherwise the listing's top entry is matched against the commit
+        files in between to find its version, and the list is renumbered from it.
+        """
+        if table is None:
+            table = self.table(spec)
+            if table is None:
+                return []
+        what = f"cannot read the history of {spec.full_name}"
+        for _ in range(_HISTORY_ATTEMPTS):
+            with self._table_lock(spec), storage_io(what):
+                loaded = table.version()
+                # (at an older snapshot delta-rs may list more than ``limit`` entries)
+                entries = table.history(limit)[:limit]
+            if not entries:
+                return entries
+            with storage_io(what):
+                fresh = DeltaTable(self.url(spec), storage_options=self.storage.options)
+            latest = fresh.version()
+            if latest == loaded:
+                return entries
+            top = self._version_of(spec, entries[0], range(loaded, latest + 1))
+            if top is not None:
+                return [{**e, "version": top - i} for i, e in enumerate(entries)]
+            table = fresh  # identical commit infos: list again from a newer snapshot
+        raise StorageError(f"{what}: it kept changing while it was read (try again)")
+
+    def _version_of(self, spec: TableSpec, entry: dict[str, Any], candidates: range) -> int | None:
+        """The one version among ``candidates`` whose commit info is ``entry`` (None if none or
+        several match)."""
+        info = {k: v for k, v in entry.items() if k != "version"}
+        found = []
+        for version in candidates:
+            try:
+                actions = self.commit(spec, version)
+            except NoSuchVersion:
+                continue
+            if any(a.get("commitInfo") == info for a in actions):
+                found.append(version)
+        return found[0] if len(found) == 1 else None
 
     def commit(self, spec: TableSpec, version: int) -> list[dict[str, Any]]:
         """The actions of one commit (``_delta_log/<version>.json``); NoSuchVersion if the log

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -107,6 +108,38 @@ class AuditLog(BatchedWriter[AuditRecord]):
     def record(self, item: AuditRecord) -> None:
         if self.enabled:
             super().record(item)
+
+    def record_cli(
+        self,
+        principal: str,
+        action: str,
+        securable_type: str | None,
+        name: str | None,
+        params: dict[str, Any],
+        *,
+        outcome: str = "allowed",
+        status: int = 200,
+        error: str | None = None,
+    ) -> None:
+        """Audit a command-line action (the ``stratus`` commands that change or read
+        securables), as the API audits a request."""
+        self.record(
+            AuditRecord(
+                event_time=dt.datetime.now(dt.UTC),
+                request_id=uuid.uuid4().hex,
+                service_name="cli",
+                action_name=action,
+                user_identity=principal,
+                securable_type=securable_type,
+                securable_full_name=name,
+                request_params=params,
+                outcome=outcome,
+                status_code=status,
+                error_message=error,
+                source_ip_address=None,
+                user_agent="stratus-cli",
+            )
+        )
 
     def _write(self, records: list[AuditRecord]) -> None:
         table = pa.Table.from_pylist([r.row() for r in records], schema=AUDIT_SCHEMA)

@@ -8,25 +8,28 @@ client.
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import orjson
 from rich.console import Console
 from rich.table import Table
 
+if TYPE_CHECKING:  # the commands import the platform when they run (a fast --help)
+    from stratus.context import Stratus
+    from stratus.security.authz import Identity
+    from stratus.sharing.models import ShareTable
+
 T = TypeVar("T")
 console = Console(stderr=True)
 
 
 @contextmanager
-def _stratus() -> Iterator[Any]:
+def _stratus() -> Iterator[Stratus]:
     from stratus.config import ConfigError, Settings
     from stratus.context import Stratus
     from stratus.lakehouse.storage import StorageError
@@ -42,11 +45,12 @@ def _stratus() -> Iterator[Any]:
         stratus.close()
 
 
-def _call(stratus: Any, action: str, name: str, params: dict[str, Any], fn: Callable[[], T]) -> T:
+def _call(
+    stratus: Stratus, action: str, name: str, params: dict[str, Any], fn: Callable[[], T]
+) -> T:
     """Run an administrative call as the local admin, audited like the API's."""
     from stratus.catalog.errors import CatalogError
     from stratus.lakehouse.storage import StorageError
-    from stratus.security.audit import AuditRecord
 
     outcome, status, error = "allowed", 200, None
     try:
@@ -56,32 +60,25 @@ def _call(stratus: Any, action: str, name: str, params: dict[str, Any], fn: Call
         outcome, status = "error", int(getattr(exc, "status", 400))
         raise click.ClickException(error) from None
     finally:
-        stratus.governance.audit.record(
-            AuditRecord(
-                event_time=dt.datetime.now(dt.UTC),
-                request_id=uuid.uuid4().hex,
-                service_name="cli",
-                action_name=action,
-                user_identity="admin",
-                securable_type="share" if "Share" in action else "recipient",
-                securable_full_name=name,
-                request_params=params,
-                outcome=outcome,
-                status_code=status,
-                error_message=error,
-                source_ip_address=None,
-                user_agent="stratus-cli",
-            )
+        stratus.governance.audit.record_cli(
+            "admin",
+            action,
+            "share" if "Share" in action else "recipient",
+            name,
+            params,
+            outcome=outcome,
+            status=status,
+            error=error,
         )
 
 
-def _admin() -> Any:
+def _admin() -> Identity:
     from stratus.security.governance import LOCAL_ADMIN
 
     return LOCAL_ADMIN
 
 
-def _endpoint(stratus: Any, endpoint: str | None) -> str:
+def _endpoint(stratus: Stratus, endpoint: str | None) -> str:
     return (endpoint or stratus.sharing.default_endpoint()).rstrip("/")
 
 
@@ -306,8 +303,8 @@ def list_shares() -> None:
         recipients = s.sharing.admin.list_recipients(admin)
     out = Table("share", "table", "source", "columns", "filter", "history", "pii", "recipients")
     for sh, granted in shares:
-        rows = sorted(sh.tables, key=lambda t: t.shared_name) or [None]
-        for t in rows:
+        rows: list[ShareTable | None] = [*sorted(sh.tables, key=lambda t: t.shared_name)]
+        for t in rows or [None]:
             out.add_row(
                 sh.name,
                 t.shared_name if t else "-",

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 
 RID = "__rid"
 CLAUSE = "__clause"
+_Node = TypeVar("_Node", bound=exp.Expr)
 # clause numbers: WHEN MATCHED 1.., WHEN NOT MATCHED BY SOURCE 50.., WHEN NOT MATCHED 100..
 BY_SOURCE, INSERTS = 50, 100
 
@@ -321,8 +322,7 @@ class Dml:
         event = svc.lineage_event(
             sid, stmt.text, who, target.full_name, sources, edges, target.spec.schema
         )
-        svc.report_lineage("start", event)
-        try:
+        with svc.lineage_run(event):
             with svc.new_run() as run:
                 svc.reader.load(run, others, carrier, values)
                 only = None
@@ -339,18 +339,11 @@ class Dml:
             counts = ops.apply_changes(
                 svc.lakehouse, target.physical, target.version, changes, stmt.kind, sid
             )
-        except Exception as exc:
-            svc.report_lineage("fail", event, _reason(exc))
-            raise
-        svc.report_lineage("complete", event)
         return counts
 
     # ---- UPDATE ------------------------------------------------------------------------
     def update(self, sid: str, stmt: p.Statement, params: Parameters, who: Identity) -> SqlResult:
-        tree = stmt.ast
-        assert isinstance(tree, exp.Update)
-        values = bind(tree, params)
-        stmt = parse_ext.dml(tree, stmt.text)
+        tree, values, stmt = _parsed(stmt, params, exp.Update)
         target = self._target(stmt, who, reads=True)
         sets = [(target.column(c, "UPDATE SET"), e) for c, e in stmt.args["sets"]]
         if len({c for c, _ in sets}) != len(sets):
@@ -382,21 +375,13 @@ class Dml:
 
     # ---- DELETE ------------------------------------------------------------------------
     def delete(self, sid: str, stmt: p.Statement, params: Parameters, who: Identity) -> SqlResult:
-        tree = stmt.ast
-        assert isinstance(tree, exp.Delete)
-        values = bind(tree, params)
-        stmt = parse_ext.dml(tree, stmt.text)
+        tree, values, stmt = _parsed(stmt, params, exp.Delete)
         where = stmt.args["where"]
         target = self._target(stmt, who, reads=where is not None)
         if where is None:  # every row: a plain Delta DELETE, no rows read
             event = self.svc.lineage_event(sid, stmt.text, who, target.full_name, [], (), None)
-            self.svc.report_lineage("start", event)
-            try:
+            with self.svc.lineage_run(event):
                 deleted = ops.delete_all(self.svc.lakehouse, target.physical, sid)
-            except Exception as exc:
-                self.svc.report_lineage("fail", event, _reason(exc))
-                raise
-            self.svc.report_lineage("complete", event)
             return self._result(sid, stmt, target, deleted, {"deleted": deleted})
         where = self._tokens(target, where, values)
         q = exp.select(exp.alias_(exp.Literal.number(1), CLAUSE), *target.hidden()).from_(
@@ -416,10 +401,7 @@ class Dml:
 
     # ---- MERGE -------------------------------------------------------------------------
     def merge(self, sid: str, stmt: p.Statement, params: Parameters, who: Identity) -> SqlResult:
-        tree = stmt.ast
-        assert isinstance(tree, exp.Merge)
-        values = bind(tree, params)
-        stmt = parse_ext.dml(tree, stmt.text)
+        tree, values, stmt = _parsed(stmt, params, exp.Merge)
         target = self._target(stmt, who, reads=True)
         alias, salias = target.alias, stmt.args["source_alias"]
         if alias.lower() == salias.lower():
@@ -647,8 +629,13 @@ def _inserted(data: pa.Table, new: Mapping[str, pa.Array]) -> pa.Table:
     return pa.table({CLAUSE: data.column(CLAUSE).cast(pa.int32()), **new})
 
 
-def _reason(exc: BaseException) -> str:
-    return getattr(exc, "message", None) or str(exc) or type(exc).__name__
+def _parsed(
+    stmt: p.Statement, params: Parameters, node: type[_Node]
+) -> tuple[_Node, dict[str, Any], p.Statement]:
+    """A DML statement's tree, its bound parameters and its checked parts."""
+    tree = stmt.ast
+    assert isinstance(tree, node)
+    return tree, bind(tree, params), parse_ext.dml(tree, stmt.text)
 
 
 __all__ = ["Dml"]

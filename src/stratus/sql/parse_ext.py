@@ -90,11 +90,16 @@ def _queries_in(tree: exp.Expr) -> None:
         p._check_query(q)
 
 
+def _refuse(tree: exp.Expr, verb: str, clauses: tuple[str, ...]) -> None:
+    """UnsupportedStatement naming the first of ``clauses`` the statement has."""
+    for key in clauses:
+        if tree.args.get(key):
+            raise UnsupportedStatement(f"{verb} ... {key.rstrip('_').upper()}")
+
+
 def dml(tree: exp.Expr, text: str) -> p.Statement:
     if isinstance(tree, exp.Update):
-        for key in ("from", "from_", "joins", "returning", "order", "limit", "with"):
-            if tree.args.get(key):
-                raise UnsupportedStatement(f"UPDATE ... {key.rstrip('_').upper()}")
+        _refuse(tree, "UPDATE", ("from", "from_", "joins", "returning", "order", "limit", "with"))
         name, alias = _target(tree.this, "UPDATE")
         sets = _sets(list(tree.expressions), "UPDATE")
         where = tree.args.get("where")
@@ -106,9 +111,9 @@ def dml(tree: exp.Expr, text: str) -> p.Statement:
             {"name": name, "alias": alias, "sets": sets, "where": where.this if where else None},
         )
     if isinstance(tree, exp.Delete):
-        for key in ("using", "returning", "order", "limit", "with", "tables", "cluster"):
-            if tree.args.get(key):
-                raise UnsupportedStatement(f"DELETE ... {key.upper()}")
+        _refuse(
+            tree, "DELETE", ("using", "returning", "order", "limit", "with", "tables", "cluster")
+        )
         name, alias = _target(tree.this, "DELETE")
         where = tree.args.get("where")
         _queries_in(tree)

@@ -92,14 +92,12 @@ def replace_table(
     if not stmt.args["properties"] and old_spec.key and set(old_spec.key) <= set(names):
         spec = dc_replace(spec, key=old_spec.key, sort_by=old_spec.key)
     event = svc.lineage_event(sid, stmt.text, who, full_name, sources, edges, schema)
-    if sources:
-        svc.report_lineage("start", event)
     old_columns = list(table.columns or [])
     columns = [
         column_dict(f, i, partition_by.index(f.name) if f.name in partition_by else None)
         for i, f in enumerate(schema)
     ]
-    try:
+    with svc.lineage_run(event, report=bool(sources)):
         svc.metastore.set_columns(full_name, who.name, columns)
         if stmt.args["comment"] is not None or properties:
             svc.metastore.update_table(
@@ -135,12 +133,6 @@ def replace_table(
             raise
         finally:
             svc.authz.refresh()
-    except Exception as exc:
-        if sources:
-            svc.report_lineage("fail", event, str(exc))
-        raise
-    if sources:
-        svc.report_lineage("complete", event)
     return SqlResult(sid, stmt.kind, pa.table({}), affected_rows=data.num_rows, table=full_name)
 
 

@@ -38,7 +38,7 @@ import fnmatch
 import logging
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -264,11 +264,19 @@ class SqlService:
         self._default_ready = True
 
     def check_writable(self, full_name: str, doing: str) -> None:
-        if is_builtin("table", full_name):
+        """Refuse INSERT (``doing="written"``) and CREATE OR REPLACE on built-in tables."""
+        if not is_builtin("table", full_name):
+            return
+        if full_name.split(".")[0] == "system":
             raise PermissionDenied(
                 f"table {full_name} is built in and cannot be {doing} with SQL "
-                "(weather tables are written by `stratus ingest`)"
+                "(Stratus itself writes the system tables)"
             )
+        raise PermissionDenied(
+            f"table {full_name} is built in and cannot be {doing} with SQL: with MODIFY on it, "
+            "MERGE adds or changes its rows and UPDATE and DELETE change them "
+            "(`stratus ingest` loads files into it)"
+        )
 
     def sources(self, query: exp.Expr, who: Identity) -> list[Source]:
         """Every catalog table ``query`` reads, resolved and authorized (SELECT) before any
@@ -396,6 +404,22 @@ class SqlService:
             sql=text,
             target_schema=_schema_pairs(schema) if schema is not None else (),
         )
+
+    @contextlib.contextmanager
+    def lineage_run(self, event: LineageEvent, *, report: bool = True) -> Iterator[None]:
+        """A statement's lineage run around its work: started before it, failed (with the
+        reason) if it raises, completed after it; nothing is reported unless ``report`` (a
+        statement that reads no table has no lineage)."""
+        if report:
+            self.report_lineage("start", event)
+        try:
+            yield
+        except Exception as exc:
+            if report:
+                self.report_lineage("fail", event, _reason(exc))
+            raise
+        if report:
+            self.report_lineage("complete", event)
 
     def report_lineage(self, method: str, event: LineageEvent, *args: Any) -> None:
         if method == "start":
@@ -582,16 +606,8 @@ class SqlService:
             sources = self.sources(source, who)
             _, edges = self.edges_of(source, sources, targets)
         event = self.lineage_event(sid, stmt.text, who, full_name, sources, edges, spec.schema)
-        if sources:
-            self.report_lineage("start", event)
-        try:
+        with self.lineage_run(event, report=bool(sources)):
             affected = self._insert_rows(full_name, spec, targets, source, sources, values, edges)
-        except Exception as exc:
-            if sources:
-                self.report_lineage("fail", event, _reason(exc))
-            raise
-        if sources:
-            self.report_lineage("complete", event)
         return SqlResult(sid, stmt.kind, _empty(), affected_rows=affected, table=full_name)
 
     def _insert_rows(

@@ -202,9 +202,7 @@ def create_view(svc: SqlService) -> Callable[..., SqlResult]:
             )
         info = [column_dict(f, i, None) for i, f in enumerate(fields)]
         event = svc.lineage_event(sid, stmt.text, who, full_name, sources, edges, pa.schema(fields))
-        if sources:
-            svc.report_lineage("start", event)
-        try:
+        with svc.lineage_run(event, report=bool(sources)):
             if existing is None:
                 svc.catalog.create_table(
                     who,
@@ -233,12 +231,6 @@ def create_view(svc: SqlService) -> Callable[..., SqlResult]:
             for column, kind in inherited.items():  # what the catalog says the view exposes
                 svc.metastore.set_tags("table", view_id, {PII_TAG: kind}, column=column)
             svc.authz.refresh()
-        except Exception as exc:
-            if sources:
-                svc.report_lineage("fail", event, str(exc))
-            raise
-        if sources:
-            svc.report_lineage("complete", event)
         return SqlResult(sid, stmt.kind, pa.table({}), table=full_name)
 
     return run

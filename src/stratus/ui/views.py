@@ -278,13 +278,14 @@ def history(full_name: str) -> tuple[list[dict[str, Any]], str | None]:
         return [], "Reading the history needs SELECT on this table."
     audit("getTableHistory", "table", full_name, {}, service=SERVICE)
     try:
-        table = stratus.lakehouse.table(stratus.tables.spec(full_name))
+        spec = stratus.tables.spec(full_name)
+        table = stratus.lakehouse.table(spec)
     except Exception:  # a view, or a table whose files are not in the lakehouse
         table = None
     if table is None:
         return [], "This table has no Delta log (it is a view or holds no data yet)."
     out = []
-    for commit in table.history(HISTORY_ROWS):
+    for commit in stratus.lakehouse.commit_log(spec, HISTORY_ROWS, table):
         params = commit.get("operationParameters") or {}
         metrics = commit.get("operationMetrics") or {}
         user = next(

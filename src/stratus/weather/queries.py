@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -19,6 +19,9 @@ from stratus.engine import Engine, TableScan
 from stratus.lakehouse import operations as ops
 from stratus.lakehouse.operations import AsOf
 from stratus.lakehouse.tables import Lakehouse
+from stratus.weather.fastpath import HourlyFastPath, RowEncoder
+
+DEFAULT_ROW_CACHE_BYTES = 256 * 2**20
 
 
 class UnknownCityError(LookupError):
@@ -49,6 +52,9 @@ SUMMARY_FIELDS = (
 class Page:
     table: pa.Table
     next_cursor: str | None
+    # the rows as JSON from the hot path's per-row-group encodings (None: encode ``table``):
+    # given the API's row encoder, the JSON array in pieces
+    json: Callable[[RowEncoder], list[bytes | memoryview]] | None = None
 
 
 def encode_cursor(ts: dt.datetime, city_id: str) -> str:
@@ -66,9 +72,16 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
 
 
 class WeatherQueries:
-    def __init__(self, lakehouse: Lakehouse, engine: Engine) -> None:
+    def __init__(
+        self,
+        lakehouse: Lakehouse,
+        engine: Engine,
+        row_cache_bytes: int = DEFAULT_ROW_CACHE_BYTES,
+    ) -> None:
         self.lakehouse = lakehouse
         self.engine = engine
+        # recently read row groups of the hourly table, per process (0: every read by the engine)
+        self.fast = HourlyFastPath(lakehouse, row_cache_bytes)
 
     # ---- cities --------------------------------------------------------------------------
     def _data_stats(self) -> dict[str, dict[str, object]]:
@@ -140,10 +153,48 @@ class WeatherQueries:
         limit: int,
         cursor: str | None = None,
         as_of: AsOf | None = None,
+        engine_only: bool = False,
     ) -> Page:
-        self.check_cities(city_ids)
+        """One page of hourly rows ordered by (ts, city_id); from cached row groups when
+        possible, else (time travel, or with ``engine_only``) from the engine."""
         after = decode_cursor(cursor) if cursor else None
         cols = list(dict.fromkeys(["city_id", "ts", *fields]))
+        fast = None
+        if self.fast.enabled and not engine_only and as_of is None:
+            with_data = self.fast.cities_with_data()
+            if any(c not in with_data for c in city_ids):
+                self.check_cities(city_ids)
+            fast = self.fast.hourly(city_ids, start, end, cols, limit, after)
+        else:
+            self.check_cities(city_ids)
+        if fast is not None:
+            table = fast.table
+        else:
+            table = self._hourly_engine(city_ids, start, end, cols, limit, after, as_of)
+        next_cursor = None
+        if table.num_rows > limit:
+            table = table.slice(0, limit)
+            last = table.slice(limit - 1, 1).select(["ts", "city_id"]).to_pylist()[0]
+            next_cursor = encode_cursor(last["ts"], last["city_id"])
+        json = None
+        if fast is not None and fast.pieces is not None:
+            pieces, rows, names = fast.pieces, table.num_rows, list(fields)
+
+            def json(encoder: RowEncoder) -> list[bytes | memoryview]:
+                return self.fast.json_rows(pieces, names, rows, encoder)
+
+        return Page(table.select(list(fields)), next_cursor, json)
+
+    def _hourly_engine(
+        self,
+        city_ids: Sequence[str],
+        start: dt.date,
+        end: dt.date,
+        cols: Sequence[str],
+        limit: int,
+        after: tuple[dt.datetime, str] | None,
+        as_of: AsOf | None = None,
+    ) -> pa.Table:
         select = ", ".join(f'"{c}"' for c in cols)
         # the scan holds only these cities' partitions: no city predicate needed
         where = "date BETWEEN ? AND ?"
@@ -153,13 +204,7 @@ class WeatherQueries:
             params += [after[0], after[0], after[1]]
         sql = f"SELECT {select} FROM {{hourly}} WHERE {where} ORDER BY ts, city_id LIMIT ?"
         params.append(limit + 1)
-        table = self.engine.query(sql, {"hourly": self._scan(city_ids, start, end, as_of)}, params)
-        next_cursor = None
-        if table.num_rows > limit:
-            table = table.slice(0, limit)
-            last = table.slice(limit - 1, 1).to_pylist()[0]
-            next_cursor = encode_cursor(last["ts"], last["city_id"])
-        return Page(table.select(list(fields)), next_cursor)
+        return self.engine.query(sql, {"hourly": self._scan(city_ids, start, end, as_of)}, params)
 
     # ---- summary -------------------------------------------------------------------------
     def summary(
