@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from stratus.lakehouse.storage import Storage, StorageError
 
@@ -61,7 +62,7 @@ def sign(
     if write:
         rights |= {"add": True, "create": True, "write": True, "delete": True}
     base = storage.endpoint or f"https://{storage.account}.blob.core.windows.net"
-    common = {
+    common: dict[str, Any] = {
         "account_name": storage.account,
         "container_name": storage.container,
         "account_key": key,
