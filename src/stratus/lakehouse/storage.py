@@ -188,22 +188,10 @@ class Storage:
         except MissingExtra as exc:
             raise StorageError(str(exc)) from None
         from azure.core.exceptions import AzureError, ResourceExistsError
-        from azure.storage.blob import BlobServiceClient, ExponentialRetry
 
-        assert self.options is not None and self.container is not None  # set for Azure
         account_url = self.endpoint or f"https://{self.account}.blob.core.windows.net"
-        credential: Any = None  # a key dict or a SAS token string
-        if "account_key" in self.options:
-            credential = {"account_name": self.account, "account_key": self.options["account_key"]}
-        elif "sas_token" in self.options:
-            credential = self.options["sas_token"]
         try:
-            client = BlobServiceClient(
-                account_url=account_url,
-                credential=credential,
-                retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2),
-                connection_timeout=5,
-            )
+            client = self._blob_service()
             client.create_container(self.container)
             log.info("created Azure container %s", self.container)
         except ResourceExistsError:
