@@ -53,7 +53,7 @@ import pyarrow.parquet as pq
 import requests
 from deltalake import DeltaTable
 
-from _common import free_port  # benchmarks/_common.py
+from _common import free_port, stop  # benchmarks/_common.py
 from stratus.api import create_app
 from stratus.catalog import registry
 from stratus.config import Settings
@@ -472,12 +472,7 @@ def gunicorn(
                 time.sleep(0.1)
             yield base
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 def client_fn(client, url_of: Callable[[str, dt.date], str]) -> Callable[[str, dt.date], None]:

@@ -49,7 +49,7 @@ import requests
 
 import load  # benchmarks/load.py: wrk runner, Lua script, parsing, /proc CPU accounting
 import query  # benchmarks/query.py: the cached synthetic lakehouse, stratus serve
-from _common import free_port
+from _common import free_port, stop
 from stratus.catalog import registry
 
 say = query.say
@@ -110,12 +110,7 @@ def minimal_server(lake: query.Lake, log: Path) -> Iterator[Server]:
                 time.sleep(0.1)
             yield Server("minimal", base, proc.pid)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 def _children() -> list[int]:
