@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 import delta_sharing
 import orjson
@@ -591,6 +591,8 @@ def test_tampered_and_expired_urls_are_forbidden(live: Live) -> None:
         assert requests.get(f"{live.endpoint}/files/garbage", timeout=30).status_code == 403
     else:
         assert "sig=" in url and "se=" in url and not url.startswith(live.url)
+        fields = parse_qs(url.split("?", 1)[1])
+        assert fields["sp"] == ["r"] and fields["sr"] == ["b"]  # read-only, this one blob
         sig = re.search(r"sig=([^&]+)", url).group(1)  # type: ignore[union-attr]
         other = ("A" if sig[0] != "A" else "B") + sig[1:]
         assert (

@@ -1,6 +1,7 @@
 """Pre-signed, expiring file URLs for recipients.
 
-* Azure Blob Storage: real SAS URLs (read-only, one blob, expiring), signed with the account key.
+* Azure Blob Storage: real SAS URLs (read-only, one blob, expiring), signed with the account key
+  by :func:`stratus.lakehouse.sas.blob_url`.
 * Local disk: Stratus-signed URLs ``<endpoint>/files/<token>``. The token carries the file path
   (relative to the lakehouse root), the expiry, the recipient and the recipient token it was
   issued to, and an HMAC-SHA256 over all of them with a server secret: changing any byte breaks
@@ -23,11 +24,11 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import orjson
 
-from stratus.lakehouse.storage import Storage, StorageError
+from stratus.lakehouse import sas
+from stratus.lakehouse.storage import Storage
 
 SECRET_ENV = "STRATUS_SHARING_SECRET"  # noqa: S105 - a variable name
 TTL_ENV = "STRATUS_SHARING_URL_TTL"
@@ -141,42 +142,13 @@ class UrlSigner:
 
 
 class AzureSigner:
-    """Read-only SAS URLs for single blobs, signed with the storage account key."""
+    """Read-only SAS URLs for single blobs (signed in :mod:`stratus.lakehouse.sas`)."""
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
-        opts = storage.options or {}
-        self._key = opts.get("account_key")
-        self._base = (
-            storage.endpoint or f"https://{storage.account}.blob.core.windows.net"
-        ).rstrip("/")
-
-    def blob_name(self, table_url: str, path: str) -> str:
-        prefix = f"az://{self.storage.container}/"
-        if not table_url.startswith(prefix):
-            raise StorageError(f"{table_url} is not in container {self.storage.container}")
-        return f"{table_url[len(prefix) :].strip('/')}/{path.lstrip('/')}"
 
     def url(self, table_url: str, path: str, expires: dt.datetime) -> str:
-        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
-
-        if not self._key:
-            raise StorageError(
-                "sharing files on Azure needs the storage account key (AZURE_STORAGE_ACCOUNT_KEY "
-                "or a connection string with AccountKey) to sign SAS URLs"
-            )
-        blob = self.blob_name(table_url, path)
-        sas = generate_blob_sas(
-            account_name=str(self.storage.account),
-            container_name=str(self.storage.container),
-            blob_name=blob,
-            account_key=self._key,
-            permission=BlobSasPermissions(read=True),
-            expiry=expires,
-            start=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5),  # clock skew
-            protocol="https" if self._base.startswith("https://") else "https,http",
-        )
-        return f"{self._base}/{self.storage.container}/{quote(blob, safe='/')}?{sas}"
+        return sas.blob_url(self.storage, table_url, path, expires=expires)
 
 
 __all__ = ["AzureSigner", "SignatureError", "SignedFile", "UrlSigner", "load_secret", "url_ttl"]
