@@ -170,4 +170,7 @@ def test_ingest_with_a_token_needs_modify(tmp_path: Path) -> None:
     ok = runner.invoke(main, ["ingest", str(src), "--json"], env=env)
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout.strip().splitlines()[-1])["written"] == 1
+    # the commit names the token's principal (DESCRIBE HISTORY's userName)
+    last = stratus.sql.execute("DESCRIBE HISTORY main.weather.hourly LIMIT 1").data.to_pylist()
+    assert last[0]["userName"] == "loader"
     stratus.close()

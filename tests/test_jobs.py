@@ -212,6 +212,8 @@ def test_daily_summary_equals_the_summary_api(admin: FlaskClient, lake: Stratus)
     # served by the rows API too, as a catalog table the submitter owns
     meta = lake.governance.metastore.get_table(out)
     assert meta.owner == "admin" and [c["name"] for c in meta.columns] == DAILY_SUMMARY.schema.names
+    history = lake.sql.execute(f"DESCRIBE HISTORY {out} LIMIT 1").data.to_pylist()
+    assert history[0]["userName"] == "admin"  # the job's principal made the commit
     rows = admin.get(f"/api/v1/tables/{out}/rows?city_id=miami&limit=5").get_json()
     assert rows["count"] == 5
 

@@ -553,3 +553,25 @@ def test_merge_and_update_read_only_the_partitions_they_can_change(
         {"p": "b", "k": 2, "v": 6},
         {"p": "c", "k": 1, "v": 9},
     ]
+
+
+def test_history_names_who_made_each_commit(lake: Lake) -> None:
+    """Every commit is tagged with its statement and principal (stratus.lakehouse.origin):
+    DESCRIBE HISTORY shows them as userName; the audit writer's own commits carry no user."""
+    lk = lake
+    table = "main.history_demo.kv"
+    lk.ok("CREATE SCHEMA main.history_demo")
+    lk.ok(f"CREATE TABLE {table} (k INT, v STRING)")
+    inserted = lk.ok(f"INSERT INTO {table} VALUES (1, 'a'), (2, 'b')")
+    lk.grant("schema", "main.history_demo", "mia", "USE SCHEMA")
+    lk.grant("table", table, "mia", "SELECT", "MODIFY")
+    lk.stratus.governance.authorizer.refresh()
+    updated = lk.ok(f"UPDATE {table} SET v = 'c' WHERE k = 2", "mia")
+    history = lk.ok(f"DESCRIBE HISTORY {table}")["data"]
+    assert [(h["operation"], h["userName"], h["statement_id"]) for h in history[:2]] == [
+        ("UPDATE", "mia", updated["statement_id"]),
+        ("WRITE", "admin", inserted["statement_id"]),
+    ]
+    lk.stratus.governance.audit.flush()
+    audit = lk.ok("DESCRIBE HISTORY system.access.audit LIMIT 1")["data"][0]
+    assert audit["userName"] is None

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar, cast
 
+from stratus.lakehouse import origin
 from stratus.lakehouse.storage import StorageError
 
 log = logging.getLogger(__name__)
@@ -99,9 +100,11 @@ class BatchWorker(Generic[T]):
                 return
 
     def run_now(self, batch: list[T]) -> None:
-        """Hand ``batch`` to ``handle`` on this thread, counting it written or failed."""
+        """Hand ``batch`` to ``handle`` on this thread, counting it written or failed. What it
+        commits is the system's, never tagged with the user of a request on this thread."""
         try:
-            self.handle(batch)
+            with origin.committing_as(None):
+                self.handle(batch)
         except StorageError as exc:  # the store is down: one line, not a traceback
             self.failures += len(batch)
             log.error("could not write %d %s: %s", len(batch), self.what, exc)

@@ -19,6 +19,7 @@ from stratus.context import Stratus
 from stratus.ingest.readers import IngestInputError, total_units
 from stratus.ingest.service import IngestReport
 from stratus.jobs.cli import jobs_command
+from stratus.lakehouse import origin
 from stratus.lakehouse.cli import maintenance_command
 from stratus.lakehouse.storage import StorageError
 from stratus.lakehouse.tables import WriteConflictError
@@ -184,13 +185,14 @@ def ingest(
     for path in paths:
         outcome, status, error = "allowed", 200, None
         try:
-            if weather:
-                report: Any = run_ingest(stratus, path, full_name, city_id, not as_json)
-            else:
-                keys = tuple(k.strip() for k in (key or "").split(",") if k.strip())
-                report = stratus.tables.ingest(
-                    path, full_name, owner=who.name, key=keys, pii=overrides
-                )
+            with origin.committing_as(who.name):  # the commits' user in DESCRIBE HISTORY
+                if weather:
+                    report: Any = run_ingest(stratus, path, full_name, city_id, not as_json)
+                else:
+                    keys = tuple(k.strip() for k in (key or "").split(",") if k.strip())
+                    report = stratus.tables.ingest(
+                        path, full_name, owner=who.name, key=keys, pii=overrides
+                    )
         except (
             IngestInputError,
             ValueError,

@@ -27,6 +27,7 @@ from stratus.catalog.errors import AlreadyExists, NotFound
 from stratus.catalog.metastore import MetastoreService
 from stratus.catalog.registry import TableSpec
 from stratus.catalog.specs import KEY_PROPERTY, register_spec, spec_from_table
+from stratus.lakehouse import origin
 from stratus.lakehouse.storage import StorageError, storage_io
 from stratus.lakehouse.tables import COMMIT_RETRIES, ROW_GROUP_SIZE, Lakehouse, WriteConflictError
 
@@ -133,7 +134,9 @@ def replace_slice(
                     writer_properties=WriterProperties(
                         max_row_group_size=ROW_GROUP_SIZE, compression="ZSTD"
                     ),
-                    commit_properties=CommitProperties(custom_metadata=metadata),
+                    commit_properties=CommitProperties(
+                        custom_metadata={**origin.commit_metadata(), **metadata}
+                    ),
                 )
         except CommitFailedError as exc:
             log.warning(

@@ -52,6 +52,7 @@ from stratus.jobs.store import (
     encode_page_token,
 )
 from stratus.jobs.validation import JobInputError, JobSubmission
+from stratus.lakehouse import origin
 from stratus.lakehouse.storage import StorageError
 from stratus.lakehouse.tables import WriteConflictError
 from stratus.security.actions import Resource
@@ -441,13 +442,14 @@ class JobService:
             metrics["table_created"] = register(
                 self.metastore, self.lakehouse, spec, job.principal, job_type.name
             )
-            result = replace_slice(
-                self.lakehouse,
-                spec,
-                data,
-                job_type.slice_predicate(job.params),
-                {"stratus.job_id": job.id, "stratus.job_type": job_type.name},
-            )
+            with origin.committing_as(job.principal):
+                result = replace_slice(
+                    self.lakehouse,
+                    spec,
+                    data,
+                    job_type.slice_predicate(job.params),
+                    {"stratus.job_id": job.id, "stratus.job_type": job_type.name},
+                )
             metrics["write_seconds"] = round(time.monotonic() - t0, 3)
             metrics["commit_attempts"] = result.attempts
             metrics["total_seconds"] = round(time.monotonic() - started, 3)

@@ -1,8 +1,9 @@
 """Delta operations beyond append/overwrite/upsert: row-level changes (one delta-rs MERGE),
 time travel (files of an earlier version), history, RESTORE, OPTIMIZE (compact, Z-order) and
 VACUUM. Each write is one Delta commit, tagged in the commit's ``custom_metadata`` with the SQL
-operation and statement id (``stratus.operation``, ``stratus.statement_id``), so ``DESCRIBE
-HISTORY`` shows what ran. Nothing here checks privileges: the callers (``stratus.sql``, the CLI,
+operation, statement id and user (``stratus.operation``, ``stratus.statement_id``,
+``stratus.user``; see :mod:`stratus.lakehouse.origin`), so ``DESCRIBE HISTORY`` shows what ran
+and for whom. Nothing here checks privileges: the callers (``stratus.sql``, the CLI,
 the maintenance job) do.
 """
 
@@ -22,11 +23,11 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 
 from stratus.catalog import TableSpec
 from stratus.catalog.errors import CatalogError, InvalidArgument
+from stratus.lakehouse import origin
+from stratus.lakehouse.origin import OPERATION_KEY, STATEMENT_KEY, USER_KEY
 from stratus.lakehouse.storage import storage_io, unavailable
 from stratus.lakehouse.tables import Lakehouse, NoSuchVersion, WriteConflictError
 
-OPERATION_KEY = "stratus.operation"
-STATEMENT_KEY = "stratus.statement_id"
 DEFAULT_RETAIN_HOURS = 168.0  # Databricks' VACUUM default (7 days)
 SOURCE_BATCH_ROWS = 65_536
 
@@ -45,9 +46,7 @@ class ConcurrentChange(CatalogError):
 
 
 def _props(operation: str, statement_id: str | None) -> CommitProperties:
-    meta = {OPERATION_KEY: operation}
-    if statement_id:
-        meta[STATEMENT_KEY] = statement_id
+    meta = origin.commit_metadata(operation, statement_id)
     return CommitProperties(custom_metadata=meta, max_commit_retries=0)
 
 
@@ -191,6 +190,7 @@ def history(lakehouse: Lakehouse, spec: TableSpec, limit: int | None = None) -> 
                 "operation": e.get(OPERATION_KEY) or e.get("operation"),
                 "delta_operation": e.get("operation"),
                 "statement_id": e.get(STATEMENT_KEY),
+                "user": e.get(USER_KEY),
                 "operation_parameters": e.get("operationParameters") or {},
                 "operation_metrics": e.get("operationMetrics") or {},
             }

@@ -26,6 +26,7 @@ from deltalake import DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from stratus.catalog import TableSpec
+from stratus.lakehouse import origin
 from stratus.lakehouse.storage import Storage, StorageError, storage_io, unavailable
 
 log = logging.getLogger(__name__)
@@ -466,6 +467,7 @@ class Lakehouse:
                 partition_by=spec.partition_by or None,
                 storage_options=self.storage.options,
                 writer_properties=self.writer_properties(),
+                commit_properties=origin.commit_properties(),
             )
         return self._after_write(spec)
 
@@ -482,6 +484,7 @@ class Lakehouse:
                 partition_by=spec.partition_by or None,
                 storage_options=self.storage.options,
                 writer_properties=self.writer_properties(),
+                commit_properties=origin.commit_properties(),
             )
         return self._after_write(spec)
 
@@ -502,6 +505,7 @@ class Lakehouse:
                         source_alias="s",
                         target_alias="t",
                         writer_properties=self.writer_properties(),
+                        commit_properties=origin.commit_properties(),
                     )
                     if update:
                         merger = merger.when_matched_update_all()

@@ -15,12 +15,10 @@ from dataclasses import replace as dc_replace
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-from deltalake import write_deltalake
 from sqlglot import exp
 
 from stratus.catalog.errors import InvalidArgument
 from stratus.catalog.specs import KEY_PROPERTY
-from stratus.lakehouse.storage import storage_io
 from stratus.security.actions import Resource
 from stratus.security.authz import Identity
 from stratus.sql import parse as p
@@ -112,17 +110,7 @@ def replace_table(
         try:
             physical = svc.protector.physical_spec(spec, pii)
             rows = svc.protector.encrypt(spec, data.cast(schema), pii)
-            with storage_io(f"cannot write table {full_name}"):
-                write_deltalake(
-                    svc.lakehouse.url(physical),
-                    svc.lakehouse._prepare_rows(physical, rows),
-                    mode="overwrite",
-                    schema_mode="overwrite",
-                    partition_by=physical.partition_by or None,
-                    storage_options=svc.lakehouse.storage.options,
-                    writer_properties=svc.lakehouse.writer_properties(),
-                )
-            svc.lakehouse.invalidate(physical)
+            svc.lakehouse.overwrite(physical, rows, replace_schema=True)
         except Exception:
             svc.metastore.set_columns(full_name, who.name, old_columns)
             for column, kind in old_pii.items():

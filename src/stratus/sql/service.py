@@ -51,6 +51,7 @@ from stratus.catalog.metastore import check_name
 from stratus.catalog.registry import TableSpec
 from stratus.catalog.specs import KEY_PROPERTY
 from stratus.engine.local import duck_type
+from stratus.lakehouse import origin
 from stratus.lineage.model import ColumnEdge, LineageEvent
 from stratus.security.actions import Resource
 from stratus.security.authz import Identity
@@ -191,7 +192,8 @@ class SqlService:
         handler = handlers.route(self, stmt) or handler  # DML, views, time travel, maintenance
         assert handler is not None
         try:
-            result: SqlResult = handler(sid, stmt, params, who)
+            with origin.committing_as(who.name, sid):
+                result: SqlResult = handler(sid, stmt, params, who)
         except RecursionError:  # rewriting or printing a deeply nested tree
             raise UnsupportedStatement("expressions nested this deeply") from None
         return result

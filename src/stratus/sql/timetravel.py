@@ -78,6 +78,7 @@ def describe_history(svc: SqlService) -> Callable[..., SqlResult]:
                 "operation": pa.array([e["operation"] for e in entries], pa.string()),
                 "delta_operation": pa.array([e["delta_operation"] for e in entries], pa.string()),
                 "statement_id": pa.array([e["statement_id"] for e in entries], pa.string()),
+                "userName": pa.array([e["user"] for e in entries], pa.string()),
                 "operationParameters": pa.array(
                     [json.dumps(e["operation_parameters"], default=str) for e in entries]
                 ),
