@@ -67,15 +67,16 @@ from stratus.api.problems import Problem
 from stratus.api.security import check_rate_limit
 from stratus.api.state import platform
 from stratus.catalog.errors import CatalogError, InvalidArgument
+from stratus.catalog.tokens import iso, token_info
 from stratus.lakehouse.storage import StorageError
 from stratus.pii import PiiError
 from stratus.security.audit import AuditRecord
 from stratus.sharing import models as sm
-from stratus.sharing.common import ENDPOINT_ENV, RecipientContext, TableResponse, iso
+from stratus.sharing.common import ENDPOINT_ENV, RecipientContext, TableResponse
 from stratus.sharing.formats import CAPABILITIES, FILE_ID_HASH, Wire
 from stratus.sharing.protocol import ndjson
 from stratus.sharing.service import Sharing
-from stratus.sharing.tokens import MAX_TOKEN_DAYS, RecipientTokens, token_info
+from stratus.sharing.tokens import MAX_TOKEN_DAYS, RecipientTokens
 
 log = logging.getLogger(__name__)
 

@@ -56,6 +56,14 @@ def aware(value: dt.datetime | None) -> dt.datetime | None:
     return value
 
 
+def iso(value: dt.datetime | None) -> str | None:
+    """An instant as ISO 8601 in UTC with milliseconds and ``Z`` (naive values are UTC)."""
+    value = aware(value)
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class TokenRow(Protocol):
     """What a token table's rows have (``m.Token``, ``sm.RecipientToken``)."""
 
@@ -63,8 +71,22 @@ class TokenRow(Protocol):
     token_hash: Any
     prefix: Any
     comment: Any
+    created_at: Any
     expires_at: Any
     revoked_at: Any
+
+
+def token_info(row: TokenRow) -> dict[str, Any]:
+    """What a token's holder and its admins may see of it: never the secret or its hash."""
+    return {
+        "id": row.id,
+        "prefix": row.prefix,
+        "comment": row.comment,
+        "created_at": iso(row.created_at),
+        "expiration_time": iso(row.expires_at),
+        "revoked_at": iso(row.revoked_at),
+        "status": status(row),
+    }
 
 
 R = TypeVar("R")

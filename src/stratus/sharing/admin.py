@@ -18,14 +18,15 @@ from sqlalchemy.orm import Session, selectinload
 from stratus.catalog.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from stratus.catalog.metastore import MetastoreService, check_name
 from stratus.catalog.registry import TableSpec
+from stratus.catalog.tokens import iso, token_info
 from stratus.security.actions import Resource
 from stratus.security.authz import Authorizer, Identity
 from stratus.sharing import models as sm
 from stratus.sharing import protocol as p
-from stratus.sharing.common import SHARING_DIR, iso, leaves
+from stratus.sharing.common import SHARING_DIR, leaves
 from stratus.sharing.derived import DerivedCopies
 from stratus.sharing.serving import SharedTables
-from stratus.sharing.tokens import DEFAULT_TOKEN_DAYS, RecipientTokens, token_info
+from stratus.sharing.tokens import DEFAULT_TOKEN_DAYS, RecipientTokens
 from stratus.tables.service import TableService, qualify
 
 PII_MODES = ("omit", "mask")

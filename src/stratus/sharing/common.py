@@ -12,7 +12,6 @@ import pyarrow as pa
 
 from stratus.catalog.errors import InvalidArgument
 from stratus.catalog.registry import TableSpec
-from stratus.catalog.tokens import aware
 from stratus.lakehouse.tables import TableVersion
 from stratus.sharing import protocol as p
 
@@ -35,13 +34,6 @@ def now() -> dt.datetime:
 
 def ms(value: dt.datetime) -> int:
     return int(value.timestamp() * 1000)
-
-
-def iso(value: dt.datetime | None) -> str | None:
-    value = aware(value)
-    if value is None:
-        return None
-    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

@@ -18,17 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stratus.catalog.metastore import MetastoreService
+from stratus.catalog.tokens import iso, token_info
 from stratus.engine import LocalEngine
 from stratus.lakehouse.storage import Storage
 from stratus.lakehouse.tables import Lakehouse
 from stratus.security.authz import Authorizer
 from stratus.sharing.admin import SharingAdmin
-from stratus.sharing.common import ENDPOINT_ENV, Download, RecipientContext, TableResponse, iso
+from stratus.sharing.common import ENDPOINT_ENV, Download, RecipientContext, TableResponse
 from stratus.sharing.derived import DerivedCopies
 from stratus.sharing.reads import ProtocolReads
 from stratus.sharing.serving import SharedTables
 from stratus.sharing.signing import UrlSigner, load_secret, url_ttl
-from stratus.sharing.tokens import RecipientTokens, token_info
+from stratus.sharing.tokens import RecipientTokens
 from stratus.tables.service import TableService
 
 

@@ -13,9 +13,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from stratus.catalog.errors import InvalidArgument, Unauthenticated
-from stratus.catalog.tokens import BearerTokens, bearer, status
+from stratus.catalog.tokens import BearerTokens, bearer, iso
 from stratus.sharing import models as sm
-from stratus.sharing.common import CACHE_SECONDS, RecipientContext, iso
+from stratus.sharing.common import CACHE_SECONDS, RecipientContext
 
 TOKEN_PREFIX = "dss_"  # noqa: S105 - a public prefix, not a secret
 DEFAULT_TOKEN_DAYS = 90.0
@@ -87,15 +87,3 @@ class RecipientTokens:
         if token.expires_at is not None:
             doc["expirationTime"] = iso(token.expires_at)
         return doc
-
-
-def token_info(t: sm.RecipientToken) -> dict[str, Any]:
-    return {
-        "id": t.id,
-        "prefix": t.prefix,
-        "comment": t.comment,
-        "created_at": iso(t.created_at),
-        "expiration_time": iso(t.expires_at),
-        "revoked_at": iso(t.revoked_at),
-        "status": status(t),
-    }
