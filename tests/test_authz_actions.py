@@ -71,6 +71,7 @@ PRINCIPALS = {
 OTHER = {  # objects outside the catalog, with their owners
     "share": [Resource("share", "s1", owner="alice"), Resource("share", "s2", owner="writers")],
     "job": [Resource("job", "j1", owner="bob")],
+    "principal": [Resource("principal", "bob", owner="bob")],  # its API tokens
     "audit": [Resource("audit")],
 }
 

@@ -196,6 +196,22 @@ def test_a_token_revoked_on_one_is_refused_by_the_other(pair: Pair) -> None:
         assert r.status_code == 401, r.text
 
 
+def test_a_token_issued_and_revoked_over_http_on_one_is_refused_by_the_other(pair: Pair) -> None:
+    pair.metastore.create_principal("ann")
+    first, _ = pair.metastore.create_token("ann", days=1)
+    issued = pair.call(pair.a, "POST", "/api/v1/tokens", first, json={"comment": "via A"})
+    assert issued.status_code == 201, issued.text
+    secret, token_id = issued.json()["token"], issued.json()["token_info"]["id"]
+    for _ in range(4):  # resolved (and cached) by B's workers
+        assert pair.call(pair.b, "GET", "/api/v1/tokens", secret).status_code == 200
+    revoked = pair.call(pair.a, "DELETE", f"/api/v1/tokens/{token_id}", first)
+    assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
+    time.sleep(CACHE_SECONDS + 0.1)
+    for server in (pair.a, pair.b, pair.b, pair.b):
+        assert pair.call(server, "GET", "/api/v1/tokens", secret).status_code == 401
+    assert pair.call(pair.b, "GET", "/api/v1/tokens", first).status_code == 200
+
+
 def test_jobs_submitted_to_both_run_exactly_once(pair: Pair) -> None:
     ids = []
     for i in range(6):

@@ -19,6 +19,7 @@ from stratus.api import (
     sharing,
     sql,
     tables,
+    tokens,
     uc_credentials,
     unity_catalog,
     weather,
@@ -61,6 +62,7 @@ def create_app(
     app.register_blueprint(sql.bp)
     app.register_blueprint(ui.bp)  # the Explorer at /ui (its own sign-in sessions)
     app.register_blueprint(lineage.bp)
+    app.register_blueprint(tokens.bp)  # /api/v1/tokens: API tokens
     app.register_blueprint(jobs_bp)  # /api/v1/jobs; starts this process's job workers
     app.register_blueprint(sharing.bp)  # Delta Sharing: /delta-sharing and /api/v1/shares
 

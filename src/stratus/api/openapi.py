@@ -40,6 +40,7 @@ from stratus.api.sharing import (
 )
 from stratus.api.sql import SqlQuery, SqlRequest
 from stratus.api.tables import RowsParams
+from stratus.api.tokens import CreateTokenBody, TokenListParams
 from stratus.api.unity_catalog import (
     SECURABLES,
     TAGGABLE,
@@ -70,6 +71,7 @@ REQUEST_BODIES: dict[str, type[BaseModel]] = {
     "GrantShare": GrantBody,
     "CreateRecipient": CreateRecipientBody,
     "TokenRequest": TokenBody,
+    "CreateApiToken": CreateTokenBody,
 }
 _REF = "#/components/schemas/{model}"
 
@@ -725,6 +727,26 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     "RevokedTokens": _obj({"revoked": {**_STRINGS, "description": "Ids of tokens revoked now"}}),
+    # -- API tokens ------------------------------------------------------------------------
+    "ApiToken": _obj(
+        {
+            "id": _STR,
+            "principal": _STR,
+            "prefix": {**_STR, "description": "The first characters of the token"},
+            "comment": _STR_N,
+            "created_at": _STAMP_N,
+            "expiration_time": _STAMP_N,
+            "revoked_at": _STAMP_N,
+            "status": {"type": "string", "enum": ["active", "expired", "revoked"]},
+        }
+    ),
+    "IssuedApiToken": _obj(
+        {
+            "token": {**_STR, "description": "The bearer token: shown once, never stored"},
+            "token_info": _ref("ApiToken"),
+        }
+    ),
+    "ApiTokenList": _obj({"tokens": _array(_ref("ApiToken")), "next_page_token": _PAGE_TOKEN_OUT}),
 }
 
 
@@ -977,6 +999,49 @@ def _job_paths() -> dict[str, Schema]:
     }
 
 
+def _token_paths() -> dict[str, Schema]:
+    token_id = _path("token_id", "Token id (see GET /api/v1/tokens).")
+    return {
+        "/api/v1/tokens": {
+            "post": _op(
+                "Issue an API token (shown once)",
+                {
+                    **_ok(
+                        "IssuedApiToken",
+                        status="201",
+                        description="Issued; only its hash is stored",
+                        headers={"Location": _header("The token's URL")},
+                    ),
+                    **_errors(400, 404, e404="No such principal (or not the caller's to manage)"),
+                },
+                tag="tokens",
+                op_id="createApiToken",
+                description="For the caller, or (metastore admins) for another principal.",
+                body=_body("CreateApiToken", "Whose token, its lifetime and comment", False),
+            ),
+            "get": _op(
+                "API tokens of the caller (or, for admins, of a principal)",
+                {**_ok("ApiTokenList"), **_errors(400, 404)},
+                tag="tokens",
+                op_id="listApiTokens",
+                params=query_params(TokenListParams),
+            ),
+        },
+        "/api/v1/tokens/{token_id}": {
+            "delete": _op(
+                "Revoke an API token",
+                {
+                    **_ok("ApiToken", description="Revoked (already revoked: unchanged)"),
+                    **_errors(404, e404="No such token of the caller's"),
+                },
+                tag="tokens",
+                op_id="revokeApiToken",
+                params=[token_id],
+            ),
+        },
+    }
+
+
 def _governance_paths() -> dict[str, Schema]:
     tags = f"{UC_PREFIX}/tags/{{securable_type}}/{{full_name}}"
     tag_errors = _errors(400, 403, 404)
@@ -1195,6 +1260,7 @@ def spec() -> dict[str, Any]:
         _table_paths,
         _lineage_paths,
         _job_paths,
+        _token_paths,
         _governance_paths,
         _sharing_paths,
     ):

@@ -301,6 +301,18 @@ class MetastoreService:
                 q = q.where(m.Principal.name == principal)
             return [(t, n) for t, n in s.execute(q.order_by(m.Token.created_at))]
 
+    def get_token(self, token_id: str) -> tuple[m.Token, str]:
+        """The token and the name of its principal."""
+        with self._sessions() as s:
+            row = s.execute(
+                select(m.Token, m.Principal.name)
+                .join(m.Principal, m.Token.principal_id == m.Principal.id)
+                .where(m.Token.id == token_id)
+            ).first()
+        if row is None:
+            raise NotFound(f"token {token_id} does not exist")
+        return row[0], row[1]
+
     def revoke_token(self, token_id: str) -> None:
         with self.session() as s:
             tok = s.get(m.Token, token_id)

@@ -159,6 +159,8 @@ ACTIONS: dict[str, Action] = {
             doing="create shares and manage recipients",
         ),
         _a("share.manage", "share", owned=True, visible=False, use=False),
+        # the principal itself (or an admin): issue, list and revoke its API tokens
+        _a("principal.tokens", "principal", owned=True, visible=False, use=False),
         _a("job.view", "job", owned=True, visible=False, use=False),
         _a("job.cancel", "job", owned=True, visible=False, use=False),
     )
