@@ -292,6 +292,16 @@ _STAMP_N: Schema = {"type": ["string", "null"], "format": "date-time"}
 _NAME: Schema = {"type": "string", "pattern": f"^{NAME.pattern}$"}
 _PRIVILEGE: Schema = {"type": "string", "enum": list(PRIVILEGES)}
 _STRINGS = _array(_STR)
+# what stratus.catalog.tokens.token_info shows of an API or recipient token
+_TOKEN_INFO: dict[str, Schema] = {
+    "id": _STR,
+    "prefix": {**_STR, "description": "The first characters of the token"},
+    "comment": _STR_N,
+    "created_at": _STAMP_N,
+    "expiration_time": _STAMP_N,
+    "revoked_at": _STAMP_N,
+    "status": {"type": "string", "enum": ["active", "expired", "revoked"]},
+}
 _EMPTY: Schema = {"type": "object", "maxProperties": 0, "description": "Nothing: {}"}
 _OPEN: list[dict[str, list[str]]] = []  # `security: []`: no token needed
 
@@ -685,17 +695,7 @@ SCHEMAS: dict[str, Any] = {
     ),
     "ShareList": _obj({"shares": _array(_ref("Share"))}),
     "ShareGrant": _obj({"share": _STR, "recipient": _STR}),
-    "TokenInfo": _obj(
-        {
-            "id": _STR,
-            "prefix": {**_STR, "description": "The first characters of the token"},
-            "comment": _STR_N,
-            "created_at": _STAMP_N,
-            "expiration_time": _STAMP_N,
-            "revoked_at": _STAMP_N,
-            "status": {"type": "string", "enum": ["active", "expired", "revoked"]},
-        }
-    ),
+    "TokenInfo": _obj(_TOKEN_INFO),
     "Recipient": _obj(
         {
             "name": _STR,
@@ -728,18 +728,7 @@ SCHEMAS: dict[str, Any] = {
     ),
     "RevokedTokens": _obj({"revoked": {**_STRINGS, "description": "Ids of tokens revoked now"}}),
     # -- API tokens ------------------------------------------------------------------------
-    "ApiToken": _obj(
-        {
-            "id": _STR,
-            "principal": _STR,
-            "prefix": {**_STR, "description": "The first characters of the token"},
-            "comment": _STR_N,
-            "created_at": _STAMP_N,
-            "expiration_time": _STAMP_N,
-            "revoked_at": _STAMP_N,
-            "status": {"type": "string", "enum": ["active", "expired", "revoked"]},
-        }
-    ),
+    "ApiToken": _obj({**_TOKEN_INFO, "principal": _STR}),
     "IssuedApiToken": _obj(
         {
             "token": {**_STR, "description": "The bearer token: shown once, never stored"},
