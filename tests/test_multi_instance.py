@@ -8,6 +8,7 @@ import base64
 import csv
 import datetime as dt
 import os
+import re
 import secrets
 import subprocess
 import threading
@@ -104,6 +105,7 @@ def pair(
         "STRATUS_KEY_PROVIDER": "env",
         "STRATUS_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
         "STRATUS_SHARING_SECRET": secrets.token_urlsafe(32),
+        "STRATUS_UI_SECRET": secrets.token_urlsafe(32),  # Explorer cookies valid on both
         "STRATUS_WORKERS": "2",
         "STRATUS_JOB_WORKERS": "1",
         "STRATUS_LOG_LEVEL": "INFO",
@@ -210,6 +212,40 @@ def test_a_token_issued_and_revoked_over_http_on_one_is_refused_by_the_other(pai
     for server in (pair.a, pair.b, pair.b, pair.b):
         assert pair.call(server, "GET", "/api/v1/tokens", secret).status_code == 401
     assert pair.call(pair.b, "GET", "/api/v1/tokens", first).status_code == 200
+
+
+def test_an_explorer_session_signed_in_on_one_is_served_and_ended_by_the_other(
+    pair: Pair,
+) -> None:
+    """Sessions live in the metastore: no sticky sessions needed behind a load balancer."""
+    pair.metastore.create_principal("una")
+    secret, _ = pair.metastore.create_token("una", days=1)
+    browser = requests.Session()
+    form = browser.get(pair.a.url + "/ui/login", timeout=60)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert csrf is not None
+    signed_in = browser.post(
+        pair.a.url + "/ui/login",
+        data={"csrf_token": csrf.group(1), "token": secret},
+        allow_redirects=False,
+        timeout=60,
+    )
+    assert signed_in.status_code == 303, signed_in.text
+    cookie = {"stratus-ui": browser.cookies["stratus-ui"]}
+    for _ in range(4):  # both of B's workers
+        page = requests.get(pair.b.url + "/ui/", cookies=cookie, allow_redirects=False, timeout=60)
+        assert page.status_code == 200 and "una" in page.text
+    home = requests.get(pair.a.url + "/ui/", cookies=cookie, timeout=60)
+    out = requests.post(
+        pair.b.url + "/ui/logout",
+        cookies=cookie,
+        data={"csrf_token": re.findall(r'name="csrf_token" value="([^"]+)"', home.text)[-1]},
+        allow_redirects=False,
+        timeout=60,
+    )
+    assert out.status_code == 303, out.text
+    gone = requests.get(pair.a.url + "/ui/", cookies=cookie, allow_redirects=False, timeout=60)
+    assert gone.status_code in (302, 303) and "/ui/login" in gone.headers["Location"]
 
 
 def test_jobs_submitted_to_both_run_exactly_once(pair: Pair) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import html as htmllib
 import re
-import sqlite3
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from deltalake import DeltaTable
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from stratus.api import create_app
 from stratus.catalog.metastore import hash_token
@@ -24,6 +24,7 @@ from stratus.context import Stratus
 from stratus.datasets import write_employees_csv
 from stratus.security.audit import AUDIT
 from stratus.ui import web
+from stratus.ui.models import UiSession
 from stratus.ui.sessions import SECRET_ENV, SessionStore, load_secret
 from tests.conftest import client_for, token_for
 
@@ -182,13 +183,12 @@ def test_sign_in_sets_a_strict_httponly_session_cookie(
     assert "SameSite=Strict" in cookie and "Path=/" in cookie
     assert "secure" not in attrs  # plain http is allowed on the loopback address only
     assert tokens["reader"] not in cookie
-    # the server keeps the token's hash, never the token
-    db = platform.settings.home / "ui-sessions.db"
-    assert tokens["reader"].encode() not in db.read_bytes()
-    with sqlite3.connect(db) as conn:
-        hashes = {r[0] for r in conn.execute("SELECT token_hash FROM ui_session")}
-    assert hash_token(tokens["reader"]) in hashes
-    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    # the server keeps the token's hash, never the token, in the metastore (every instance's)
+    with platform.governance.metastore.reading() as db:
+        rows = [tuple(r) for r in db.execute(select(UiSession.__table__))]
+    assert tokens["reader"] not in repr(rows)
+    assert hash_token(tokens["reader"]) in {r[2] for r in rows}
+    assert not (platform.settings.home / "ui-sessions.db").exists()
 
 
 def test_cookie_is_secure_and_host_prefixed_over_https(app: Flask, tokens: dict[str, str]) -> None:
@@ -323,7 +323,7 @@ def test_tampered_cookie_is_ignored(app: Flask, tokens: dict[str, str]) -> None:
     assert forged.get("/ui/").status_code == 303
 
 
-def test_secret_file_is_private_and_env_wins(tmp_path: Path) -> None:
+def test_secret_file_is_private_and_env_wins(tmp_path: Path, platform: Stratus) -> None:
     secret = load_secret(tmp_path, env={})
     path = tmp_path / "ui-secret"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -331,9 +331,10 @@ def test_secret_file_is_private_and_env_wins(tmp_path: Path) -> None:
     assert load_secret(tmp_path, env={SECRET_ENV: "k" * 40}) == b"k" * 40
     with pytest.raises(ConfigError, match=SECRET_ENV):
         load_secret(tmp_path, env={SECRET_ENV: "short"})
-    store = SessionStore(tmp_path / "s.db", secret)
+    sessions = platform.governance.metastore.session
+    store = SessionStore(sessions, secret)
     cookie, _ = store.create("admin", "stratus_x", "api", None)
-    assert SessionStore(tmp_path / "s.db", b"another secret" * 3).get(cookie) is None
+    assert SessionStore(sessions, b"another secret" * 3).get(cookie) is None
     assert store.get(cookie) is not None
 
 

@@ -2,10 +2,13 @@
 
 The browser holds only ``<session id>.<HMAC-SHA256 of it>``; the server keeps, per session, the
 principal, the SHA-256 of the API token it signed in with (never the token), a CSRF token, and
-its timestamps, in SQLite at ``$STRATUS_HOME/ui-sessions.db`` (shared by the gunicorn workers of
-one host). Rows are keyed by the SHA-256 of the session id, so a copy of the database cannot be
-replayed as cookies. A session ends at sign-out, after ``IDLE`` without a request, ``MAX_AGE``
-after sign-in, when its token expires or is revoked, or when its principal is disabled.
+its timestamps, in the metastore's ``ui_sessions`` table (:class:`stratus.ui.models.UiSession`):
+every worker and every instance sharing the metastore knows every session, so no sticky
+sessions are needed behind a load balancer (the instances then need the same
+``STRATUS_UI_SECRET``). Rows are keyed by the SHA-256 of the session id, so a copy of the table
+cannot be replayed as cookies. A session ends at sign-out, after ``IDLE`` without a request,
+``MAX_AGE`` after sign-in, when its token expires or is revoked, or when its principal is
+disabled.
 
 The signing secret is ``STRATUS_UI_SECRET`` (at least 32 characters) or, if unset, 32 random
 bytes created once in ``$STRATUS_HOME/ui-secret`` with mode 0600.
@@ -20,36 +23,25 @@ import hashlib
 import hmac
 import os
 import secrets
-import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm import Session as DbSession
+
 from stratus.config import ConfigError
+from stratus.ui.models import UiSession
 
 SECRET_ENV = "STRATUS_UI_SECRET"  # noqa: S105 - a variable name, not a secret
 SECRET_FILE = "ui-secret"  # noqa: S105 - a file name, not a secret
-DB_FILE = "ui-sessions.db"
 MAX_AGE = 8 * 3600  # seconds from sign-in
 IDLE = 30 * 60  # seconds without a request
 TOUCH_EVERY = 60  # write last_seen at most this often
 MIN_SECRET = 32
 LOGIN_WINDOW = 3600  # seconds a sign-in form stays valid
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS ui_session (
-  id_hash TEXT PRIMARY KEY,
-  principal TEXT NOT NULL,
-  token_hash TEXT NOT NULL,
-  token_kind TEXT NOT NULL,
-  csrf TEXT NOT NULL,
-  created REAL NOT NULL,
-  last_seen REAL NOT NULL,
-  expires REAL NOT NULL
-)
-"""
 
 
 def load_secret(home: Path, env: dict[str, str] | None = None) -> bytes:
@@ -102,34 +94,19 @@ class Session:
 class SessionStore:
     def __init__(
         self,
-        path: Path,
+        sessions: Callable[[], AbstractContextManager[DbSession]],
         secret: bytes,
         *,
         clock: Callable[[], float] = time.time,
         max_age: float = MAX_AGE,
         idle: float = IDLE,
     ) -> None:
-        self.path = path
+        """``sessions``: a metastore transaction (``MetastoreService.session``)."""
+        self._db = sessions
         self.secret = secret
         self.clock = clock
         self.max_age = max_age
         self.idle = idle
-        self._local = threading.local()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(_SCHEMA)
-        with contextlib.suppress(OSError):
-            os.chmod(path, 0o600)
-
-    @contextlib.contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout=10000")
-            self._local.conn = conn
-        yield conn
 
     # ---- signing -------------------------------------------------------------------------
     def sign(self, value: str, purpose: str = "session") -> str:
@@ -169,22 +146,11 @@ class SessionStore:
         )
         with self._db() as db:
             db.execute(
-                "DELETE FROM ui_session WHERE expires <= ? OR last_seen <= ?",
-                (now, now - self.idle),
+                delete(UiSession).where(
+                    or_(UiSession.expires <= now, UiSession.last_seen <= now - self.idle)
+                )
             )
-            db.execute(
-                "INSERT INTO ui_session VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    session.id_hash,
-                    session.principal,
-                    session.token_hash,
-                    session.token_kind,
-                    session.csrf,
-                    session.created,
-                    session.last_seen,
-                    session.expires,
-                ),
-            )
+            db.add(UiSession(**vars(session)))
         return self._cookie_for(sid), session
 
     def get(self, cookie: str | None) -> Session | None:
@@ -194,32 +160,32 @@ class SessionStore:
             return None
         key = _sha(sid)
         with self._db() as db:
-            row = db.execute("SELECT * FROM ui_session WHERE id_hash = ?", (key,)).fetchone()
-        if row is None:
+            row = db.get(UiSession, key)
+            found = None if row is None else _session(row)
+        if found is None:
             return None
-        session = Session(*row)
         now = self.clock()
-        if now >= session.expires or now - session.last_seen >= self.idle:
+        if now >= found.expires or now - found.last_seen >= self.idle:
             self.delete(cookie)
             return None
-        if now - session.last_seen >= TOUCH_EVERY:
+        if now - found.last_seen >= TOUCH_EVERY:
             with self._db() as db:
-                db.execute("UPDATE ui_session SET last_seen = ? WHERE id_hash = ?", (now, key))
-        return session
+                db.execute(update(UiSession).where(UiSession.id_hash == key).values(last_seen=now))
+        return found
 
     def delete(self, cookie: str | None) -> None:
         sid = self._sid_from(cookie)
         if sid is not None:
             with self._db() as db:
-                db.execute("DELETE FROM ui_session WHERE id_hash = ?", (_sha(sid),))
+                db.execute(delete(UiSession).where(UiSession.id_hash == _sha(sid)))
 
     def delete_for_token(self, token_hash: str) -> None:
         with self._db() as db:
-            db.execute("DELETE FROM ui_session WHERE token_hash = ?", (token_hash,))
+            db.execute(delete(UiSession).where(UiSession.token_hash == token_hash))
 
     def count(self) -> int:
         with self._db() as db:
-            return int(db.execute("SELECT count(*) FROM ui_session").fetchone()[0])
+            return int(db.scalar(select(func.count()).select_from(UiSession)) or 0)
 
     # ---- the sign-in form's CSRF token (before any session exists) -------------------------
     def login_nonce(self) -> tuple[str, str]:
@@ -236,6 +202,19 @@ class SessionStore:
             return False
         issued = nonce.partition("-")[0]
         return issued.isdigit() and 0 <= self.clock() - int(issued) <= LOGIN_WINDOW
+
+
+def _session(row: UiSession) -> Session:
+    return Session(
+        id_hash=row.id_hash,
+        principal=row.principal,
+        token_hash=row.token_hash,
+        token_kind=row.token_kind,
+        csrf=row.csrf,
+        created=row.created,
+        last_seen=row.last_seen,
+        expires=row.expires,
+    )
 
 
 def expiry_of(timestamp: dt.datetime | None) -> float | None:

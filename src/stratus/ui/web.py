@@ -26,7 +26,7 @@ from stratus.api.state import platform
 from stratus.catalog.errors import CatalogError
 from stratus.security.authz import Identity
 from stratus.ui.bridge import ApiError
-from stratus.ui.sessions import DB_FILE, Session, SessionStore, load_secret
+from stratus.ui.sessions import Session, SessionStore, load_secret
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ def store() -> SessionStore:
             found = ext.get(EXTENSION)
             if found is None:
                 home = platform().settings.home
-                found = ext[EXTENSION] = SessionStore(home / DB_FILE, load_secret(home))
+                sessions = platform().governance.metastore.session
+                found = ext[EXTENSION] = SessionStore(sessions, load_secret(home))
     return found
 
 
