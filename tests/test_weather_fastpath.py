@@ -26,6 +26,7 @@ from stratus.context import Stratus
 from stratus.lakehouse.rowcache import RowGroupCache
 from stratus.weather.queries import encode_cursor
 from stratus.weather.schema import CITIES_SCHEMA, HOURLY_FIELDS, HOURLY_SCHEMA
+from tests.conftest import azure_settings
 
 LONG, GAPS, SPLIT, UNSORTED, EMPTY = "a-long", "b.gaps", "c_split", "d4-unsorted", "e-empty"
 CITIES = [LONG, GAPS, SPLIT, UNSORTED, EMPTY]
@@ -66,11 +67,18 @@ def with_nulls(table: pa.Table, rng: np.random.Generator) -> pa.Table:
     return table
 
 
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stratus]:
+@pytest.fixture(scope="module", params=["local", pytest.param("azure", marks=pytest.mark.azure)])
+def lake(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Stratus]:
+    """The same table on local disk and on Azurite: the hot path serves both."""
     rng = np.random.default_rng(16)
     home: Path = tmp_path_factory.mktemp("fastpath") / "home"
-    stratus = Stratus.from_settings(Settings(home=home))
+    if request.param == "azure":
+        settings = azure_settings(request.getfixturevalue("azurite"), home)
+    else:
+        settings = Settings(home=home)
+    stratus = Stratus.from_settings(settings)
     lh = stratus.lakehouse
     # 3 years in one file: row groups of 8,760 rows (the writer's row-group size)
     lh.append(registry.HOURLY, hours(LONG, dt.datetime(2020, 1, 1, 1), 1096 * 24, rng))
@@ -84,7 +92,11 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stratus]:
     unsorted = hours(UNSORTED, dt.datetime(2020, 1, 5, 1), 20 * 24, rng)
     unsorted = unsorted.take(rng.permutation(unsorted.num_rows))
     write_deltalake(
-        lh.url(registry.HOURLY), unsorted.drop_columns([]), mode="append", partition_by=["city_id"]
+        lh.url(registry.HOURLY),
+        unsorted.drop_columns([]),
+        mode="append",
+        partition_by=["city_id"],
+        storage_options=lh.storage.options,
     )
     lh.invalidate(registry.HOURLY)
     cities = pa.Table.from_pylist(
@@ -225,8 +237,9 @@ def test_cache_is_bounded_and_evicts_least_recently_used(lake: Stratus) -> None:
         if e.partition["city_id"] == LONG
     ]
     schema = lake.weather.fast._file_schema
-    one = RowGroupCache(1 << 40).get(files[0], 0, schema).nbytes
-    cache = RowGroupCache(int(one * 2.5))
+    opener = lake.lakehouse.storage.open_file
+    one = RowGroupCache(1 << 40, opener).get(files[0], 0, schema).nbytes
+    cache = RowGroupCache(int(one * 2.5), opener)
     for i in (0, 1, 0, 2):  # 0 is used again before 2 arrives: 1 is the oldest
         cache.get(files[0], i, schema)
     assert len(cache) == 2 and cache.evictions == 1

@@ -6,7 +6,9 @@ file and index alone; when a table moves to a new version, only the row groups o
 version removed are dropped (:meth:`RowGroupCache.retain`). Each file's Parquet footer (row-group
 statistics) is cached alongside, at a few hundred bytes per file.
 
-Only local files are read here; tables on object storage are answered by the engine.
+Files are opened by ``opener`` (:meth:`stratus.lakehouse.storage.Storage.open_file`): local
+paths, or the bytes of Azure blobs, fetched on a miss (a file's footer and its row groups are
+read once each, then served from memory).
 """
 
 from __future__ import annotations
@@ -66,8 +68,10 @@ def _sorted(values: np.ndarray) -> bool:
 
 
 class RowGroupCache:
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, opener: Callable[[str], Any] | None = None) -> None:
+        """``opener(path)``: what ``pq.ParquetFile`` reads (default: the local path itself)."""
         self.max_bytes = max_bytes
+        self._open: Callable[[str], Any] = opener or (lambda path: path)
         self._groups: OrderedDict[tuple[str, int], CachedGroup] = OrderedDict()
         self._footers: dict[str, list[RowGroupInfo]] = {}
         self._lock = threading.Lock()
@@ -89,7 +93,7 @@ class RowGroupCache:
         info = self._footers.get(path)
         if info is not None:
             return info
-        meta = pq.ParquetFile(path).metadata
+        meta = pq.ParquetFile(self._open(path)).metadata
         names = [meta.schema.column(i).name for i in range(meta.num_columns)]
         col = names.index("date") if "date" in names else None
         info = []
@@ -159,9 +163,8 @@ class RowGroupCache:
                 self._evict()
         return value
 
-    @staticmethod
-    def _load(path: str, index: int, schema: pa.Schema) -> CachedGroup:
-        table = pq.ParquetFile(path).read_row_group(index)
+    def _load(self, path: str, index: int, schema: pa.Schema) -> CachedGroup:
+        table = pq.ParquetFile(self._open(path)).read_row_group(index)
         missing = [n for n in schema.names if n not in table.column_names]
         if missing:  # an older file without a later column: the engine answers
             empty = np.empty(0, np.int64)

@@ -140,6 +140,26 @@ class Storage:
             return urlparse(uri).path
         return uri
 
+    def open_file(self, uri: str) -> Any:
+        """A data file of a table, for PyArrow to read: a local path, or (Azure) the blob's bytes
+        in memory, fetched with this storage's retries and timeouts (503 when the store is down
+        or hangs). Delta data files never change, so callers may cache what they read."""
+        if self.is_local:
+            return self.local_path(uri)
+        import pyarrow as pa
+        from azure.core.exceptions import AzureError
+
+        head = f"az://{self.container}/"
+        if not uri.startswith(head):
+            raise StorageError(f"{uri} is not in container {self.container}")
+        blob = uri[len(head) :]
+        try:
+            client = self._blob_service().get_blob_client(str(self.container), blob)
+            data = client.download_blob(max_concurrency=1).readall()
+        except AzureError as exc:
+            raise unavailable(f"cannot read {uri}", exc) from None
+        return pa.BufferReader(data)
+
     def prepare(self) -> None:
         """Create the root folder or the Azure container if it does not exist yet."""
         if self.is_local:
@@ -157,11 +177,13 @@ class Storage:
             credential = {"account_name": self.account, "account_key": self.options["account_key"]}
         elif "sas_token" in self.options:
             credential = self.options["sas_token"]
+        timeout = float(self.options.get("timeout", "30s").rstrip("s"))
         return BlobServiceClient(
             account_url=account_url,
             credential=credential,
             retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2),
             connection_timeout=5,
+            read_timeout=timeout,  # a store that accepts and never answers: 503, not a hang
         )
 
     def delete_prefix(self, url: str) -> None:

@@ -7,10 +7,11 @@ run: two binary searches on its ``date`` column find it, a third on ``ts`` appli
 and the answer is a zero-copy slice of the cached Arrow batch. Several slices (several cities,
 row groups or files) are merged by ``(ts, city_id)`` after each is cut to the page size.
 
-Anything this path cannot answer exactly (tables on object storage, a row group whose rows are
-not in order or hold nulls in ``ts``/``date``, a cursor with a time zone, a file missing a
-column) returns None, and the engine answers instead: both give the same rows
-(tests/test_weather_fastpath.py).
+Local disk and Azure Blob alike: files are opened by the storage (an Azure blob is fetched once
+per row group and then served from memory). Anything this path cannot answer exactly (a row
+group whose rows are not in order or hold nulls in ``ts``/``date``, a cursor with a time zone,
+a file missing a column) returns None, and the engine answers instead: both give the same rows
+(tests/test_weather_fastpath.py, on both storages).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class _Index:
 class HourlyFastPath:
     def __init__(self, lakehouse: Lakehouse, max_bytes: int) -> None:
         self.lakehouse = lakehouse
-        self.cache = RowGroupCache(max_bytes)
+        self.cache = RowGroupCache(max_bytes, lakehouse.storage.open_file)
         self._index: _Index | None = None
         self._lock = threading.Lock()
         self._file_schema = pa.schema([f for f in SPEC.schema if f.name not in SPEC.partition_by])
@@ -79,7 +80,7 @@ class HourlyFastPath:
 
     @property
     def enabled(self) -> bool:
-        return self.cache.enabled and self.lakehouse.storage.is_local
+        return self.cache.enabled
 
     def index(self) -> _Index:
         """Files per city at the table's latest version; a new version drops from the cache
