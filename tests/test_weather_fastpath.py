@@ -322,3 +322,29 @@ def test_cache_off_means_engine_only(tmp_path: Path) -> None:
         assert not stratus.weather.fast.enabled and stratus.weather.fast.answered == 0
     finally:
         stratus.close()
+
+
+def test_a_remote_file_is_downloaded_once_for_its_footer_and_row_groups(lake: Stratus) -> None:
+    """Azure: the footer and every row group of a file come from one download (kept among the
+    last FETCHED_FILES files); local disk: the path is opened each time, nothing is kept."""
+    storage = lake.lakehouse.storage
+    path = next(
+        storage.local_path(e.uri)
+        for e in lake.lakehouse.entries(registry.HOURLY)[1]
+        if e.partition["city_id"] == LONG
+    )
+    calls: list[str] = []
+
+    def opener(p: str) -> object:
+        calls.append(p)
+        return storage.open_file(p)
+
+    cache = RowGroupCache(1 << 40, opener)
+    groups = cache.row_groups(path)
+    assert len(groups) == 4  # 1,096 days of hours in row groups of 8,760
+    for g in groups:
+        assert cache.get(path, g.index, lake.weather.fast._file_schema).batch.num_rows > 0
+    assert len(calls) == (1 + len(groups) if storage.is_local else 1)
+    cache.clear()
+    cache.row_groups(path)
+    assert len(calls) == (2 + len(groups) if storage.is_local else 2)  # cleared: fetched again

@@ -7,8 +7,8 @@ version removed are dropped (:meth:`RowGroupCache.retain`). Each file's Parquet 
 statistics) is cached alongside, at a few hundred bytes per file.
 
 Files are opened by ``opener`` (:meth:`stratus.lakehouse.storage.Storage.open_file`): local
-paths, or the bytes of Azure blobs, fetched on a miss (a file's footer and its row groups are
-read once each, then served from memory).
+paths, or the bytes of Azure blobs, fetched on a miss; the last ``FETCHED_FILES`` fetched files
+are kept, so a file's footer and its row groups come from one download.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 _EPOCH_DAY = dt.date(1970, 1, 1)
+FETCHED_FILES = 4  # whole remote files kept between a footer read and its row-group reads
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,10 @@ class RowGroupCache:
     def __init__(self, max_bytes: int, opener: Callable[[str], Any] | None = None) -> None:
         """``opener(path)``: what ``pq.ParquetFile`` reads (default: the local path itself)."""
         self.max_bytes = max_bytes
-        self._open: Callable[[str], Any] = opener or (lambda path: path)
+        self._opener: Callable[[str], Any] = opener or (lambda path: path)
+        # the last few files fetched whole (object storage): a footer and then a row group, or
+        # several row groups, of one file are read from one download
+        self._fetched: OrderedDict[str, Any] = OrderedDict()
         self._groups: OrderedDict[tuple[str, int], CachedGroup] = OrderedDict()
         self._footers: dict[str, list[RowGroupInfo]] = {}
         self._lock = threading.Lock()
@@ -79,6 +83,22 @@ class RowGroupCache:
         self.hits = 0
         self.misses = 0
         self.evictions = 0
+
+    def _open(self, path: str) -> Any:
+        """What ``pq.ParquetFile`` reads: the local path, or a reader of the file's bytes."""
+        with self._lock:
+            data = self._fetched.get(path)
+            if data is not None:
+                self._fetched.move_to_end(path)
+        if data is None:
+            data = self._opener(path)
+            if isinstance(data, str):  # a local path: nothing to keep
+                return data
+            with self._lock:
+                self._fetched[path] = data
+                while len(self._fetched) > FETCHED_FILES:
+                    self._fetched.popitem(last=False)
+        return pa.BufferReader(data)  # one reader per use: readers are not shared by threads
 
     @property
     def enabled(self) -> bool:
@@ -191,10 +211,13 @@ class RowGroupCache:
                 self.bytes -= self._groups.pop(k).size
             for p in [p for p in self._footers if p not in live]:
                 del self._footers[p]
+            for p in [p for p in self._fetched if p not in live]:
+                del self._fetched[p]
         return len(gone)
 
     def clear(self) -> None:
         with self._lock:
             self._groups.clear()
             self._footers.clear()
+            self._fetched.clear()
             self.bytes = 0

@@ -142,8 +142,8 @@ class Storage:
 
     def open_file(self, uri: str) -> Any:
         """A data file of a table, for PyArrow to read: a local path, or (Azure) the blob's bytes
-        in memory, fetched with this storage's retries and timeouts (503 when the store is down
-        or hangs). Delta data files never change, so callers may cache what they read."""
+        (a ``pyarrow.Buffer``), fetched with this storage's retries and timeouts (503 when the
+        store is down or hangs). Delta data files never change, so callers may cache them."""
         if self.is_local:
             return self.local_path(uri)
         import pyarrow as pa
@@ -158,7 +158,7 @@ class Storage:
             data = client.download_blob(max_concurrency=1).readall()
         except AzureError as exc:
             raise unavailable(f"cannot read {uri}", exc) from None
-        return pa.BufferReader(data)
+        return pa.py_buffer(data)
 
     def prepare(self) -> None:
         """Create the root folder or the Azure container if it does not exist yet."""
