@@ -7,11 +7,11 @@ run: two binary searches on its ``date`` column find it, a third on ``ts`` appli
 and the answer is a zero-copy slice of the cached Arrow batch. Several slices (several cities,
 row groups or files) are merged by ``(ts, city_id)`` after each is cut to the page size.
 
-Local disk and Azure Blob alike: files are opened by the storage (an Azure blob is fetched once
-per row group and then served from memory). Anything this path cannot answer exactly (a row
-group whose rows are not in order or hold nulls in ``ts``/``date``, a cursor with a time zone,
-a file missing a column) returns None, and the engine answers instead: both give the same rows
-(tests/test_weather_fastpath.py, on both storages).
+Local disk and Azure Blob alike: files are opened by the storage (an Azure blob is downloaded
+whole, once for its footer and row groups, and then served from memory). Anything this path
+cannot answer exactly (a row group whose rows are not in order or hold nulls in ``ts``/``date``,
+a cursor with a time zone, a file missing a column) returns None, and the engine answers
+instead: both give the same rows (tests/test_weather_fastpath.py, on both storages).
 """
 
 from __future__ import annotations
