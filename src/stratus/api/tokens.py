@@ -127,11 +127,9 @@ def revoke_token(token_id: str) -> Response:
     audit("revokeToken", None, None, {"id": token_id})  # "token..." keys are scrubbed
     who = current_identity()
     ms = platform().governance.metastore
-    token, principal = ms.get_token(token_id)
+    _, principal = ms.get_token(token_id)
     try:
         _manage(who, principal)
     except NotFound:  # someone else's token: as if there were none
         raise NotFound(f"token {token_id} does not exist") from None
-    ms.revoke_token(token_id)
-    token, principal = ms.get_token(token_id)
-    return json_response(_view(token, principal))
+    return json_response(_view(ms.revoke_token(token_id), principal))

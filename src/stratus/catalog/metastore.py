@@ -313,13 +313,15 @@ class MetastoreService:
             raise NotFound(f"token {token_id} does not exist")
         return row[0], row[1]
 
-    def revoke_token(self, token_id: str) -> None:
+    def revoke_token(self, token_id: str) -> m.Token:
+        """Revoke the token (already revoked: unchanged); the token as it now is."""
         with self.session() as s:
             tok = s.get(m.Token, token_id)
             if tok is None:
                 raise NotFound(f"token {token_id} does not exist")
             self.tokens.revoke([tok])
             self._bump(s)
+            return tok
 
     # ---- securables ----------------------------------------------------------------------
     def _catalog(self, s: Session, name: str) -> m.Catalog:

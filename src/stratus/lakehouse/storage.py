@@ -8,6 +8,7 @@ Credentials come from :class:`stratus.config.Settings` and never appear in ``rep
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import Iterator
@@ -168,6 +169,11 @@ class Storage:
         self._ensure_container()
 
     def _blob_service(self) -> Any:
+        """The storage's one Blob service client (thread-safe; built on first use)."""
+        return self._blob_client
+
+    @functools.cached_property
+    def _blob_client(self) -> Any:
         from azure.storage.blob import BlobServiceClient, ExponentialRetry
 
         assert self.options is not None and self.container is not None  # set for Azure
