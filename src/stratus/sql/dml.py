@@ -178,7 +178,7 @@ class Dml:
         svc = self.svc
         files = self._target_files(target, src, values, only)
         raw_name = src.view + "_raw"
-        svc.reader._relation(run, raw_name, target.physical, files, target.full_name)
+        svc.reader.relation(run, raw_name, target.physical, files, target.full_name)
         raw = run.table(f'SELECT * FROM "{raw_name}"')
         columns: dict[str, Any] = {}
         if target.pii:

@@ -362,20 +362,22 @@ class Reader:
             run.check()
             files = self._files(src, values)
             if not src.pii:
-                self._relation(run, src.view, src.spec, files, src.full_name)
+                self.relation(run, src.view, src.spec, files, src.full_name)
                 continue
             physical = self.protector.physical_spec(src.spec, src.pii)
             raw_name = src.view + "_raw"
-            self._relation(run, raw_name, physical, files, src.full_name)
+            self.relation(run, raw_name, physical, files, src.full_name)
             wanted = _needed_columns(query, src.spec)
             cols = ", ".join(_ident(c) for c in wanted)
             raw = run.table(f"SELECT {cols} FROM {raw_name}")
             shown = self.protector.reveal(src.spec, raw, src.pii, unmasked=src.unmask)
             run.register(src.view, shown, src.full_name)
 
-    def _relation(
+    def relation(
         self, run: Run, name: str, spec: TableSpec, files: Sequence[str], shown: str
     ) -> None:
+        """Register ``files`` of ``spec`` in ``run`` as the relation ``name`` (``shown`` in
+        errors)."""
         if not files:
             empty = pa.table({f.name: pa.array([], f.type) for f in spec.schema})
             run.register(name, empty, shown)

@@ -166,7 +166,7 @@ def _construct(tree: exp.Expr, tokens: list[Token]) -> str:
 
 def _classify(tree: exp.Expr, text: str, tokens: list[Token]) -> Statement:
     if isinstance(tree, exp.Query) and not isinstance(tree, exp.Values):
-        _check_query(tree)
+        check_query(tree)
         return Statement(SELECT, text, tree)
     if isinstance(tree, exp.Merge | exp.Update | exp.Delete):
         from stratus.sql import parse_ext
@@ -187,34 +187,36 @@ def _classify(tree: exp.Expr, text: str, tokens: list[Token]) -> Statement:
         tables = tree.args.get("tables") or []
         if len(tables) != 1:
             raise UnsupportedStatement(f"DROP {kind} of several at once")
-        _no_placeholders(tree, f"DROP {kind}")
+        no_placeholders(tree, f"DROP {kind}")
         return Statement(
             DROP_TABLE if kind == "TABLE" else DROP_VIEW,
             text,
             tree,
-            {"name": _parts(tables[0]), "if_exists": bool(tree.args.get("exists"))},
+            {"name": table_parts(tables[0]), "if_exists": bool(tree.args.get("exists"))},
         )
     if isinstance(tree, exp.Describe):
         kind = str(tree.args.get("kind") or "TABLE").upper()
         target = tree.this
         if kind != "TABLE" or not isinstance(target, exp.Table):
             raise UnsupportedStatement(f"DESCRIBE {kind if kind != 'TABLE' else 'of a query'}")
-        return Statement(DESCRIBE, text, tree, {"name": _parts(target)})
+        return Statement(DESCRIBE, text, tree, {"name": table_parts(target)})
     raise UnsupportedStatement(_construct(tree, tokens))
 
 
-def _no_placeholders(tree: exp.Expr, what: str) -> None:
+def no_placeholders(tree: exp.Expr, what: str) -> None:
+    """Refuse ``?``/``:name`` parameters in ``what`` (a statement that takes none)."""
     if tree.find(exp.Placeholder) is not None:
         raise UnsupportedStatement(f"parameters in {what} (only in queries and INSERT values)")
 
 
-def _parts(table: exp.Table) -> tuple[str, ...]:
+def table_parts(table: exp.Table) -> tuple[str, ...]:
+    """The name parts of a table reference (``main.weather.hourly`` -> three)."""
     if not isinstance(table.this, exp.Identifier):
         raise UnsupportedStatement(f"table reference {table.sql('databricks')}")
     return tuple(p.name for p in table.parts)
 
 
-def _check_query(query: exp.Expr) -> None:
+def check_query(query: exp.Expr) -> None:
     """Only catalog tables (and CTEs, subqueries, VALUES, UNNEST) may be read: no table
     functions, no file paths (they would bypass grants and masks), no time travel."""
     for table in query.find_all(exp.Table):
@@ -268,7 +270,7 @@ def _create(tree: exp.Create, text: str, tokens: list[Token]) -> Statement:
                 comment = p.this.name
             else:
                 raise UnsupportedStatement(f"CREATE SCHEMA ... {p.sql('databricks')[:40]}")
-        _no_placeholders(tree, "CREATE SCHEMA")
+        no_placeholders(tree, "CREATE SCHEMA")
         return Statement(
             CREATE_SCHEMA,
             text,
@@ -288,7 +290,7 @@ def _create(tree: exp.Create, text: str, tokens: list[Token]) -> Statement:
     if not isinstance(target, exp.Table):
         raise SqlSyntaxError("CREATE TABLE needs a table name")
     args: dict[str, Any] = {
-        "name": _parts(target),
+        "name": table_parts(target),
         "if_not_exists": bool(tree.args.get("exists")),
         "replace": bool(tree.args.get("replace")),
         "columns": columns,
@@ -319,7 +321,7 @@ def _create(tree: exp.Create, text: str, tokens: list[Token]) -> Statement:
             raise UnsupportedStatement("CREATE TABLE with both a column list and AS SELECT")
         if not isinstance(query, exp.Query) or isinstance(query, exp.Values):
             raise UnsupportedStatement("CREATE TABLE ... AS of something other than a query")
-        _check_query(query)
+        check_query(query)
         args["query"] = query
         return Statement(CREATE_TABLE_AS_SELECT, text, tree, args)
     if not columns:
@@ -333,7 +335,7 @@ def _create(tree: exp.Create, text: str, tokens: list[Token]) -> Statement:
                     f"column constraint {constraint.sql('databricks')[:40]} (NOT NULL and "
                     "COMMENT are supported)"
                 )
-    _no_placeholders(tree, "CREATE TABLE")
+    no_placeholders(tree, "CREATE TABLE")
     return Statement(CREATE_TABLE, text, tree, args)
 
 
@@ -355,13 +357,13 @@ def _insert(tree: exp.Insert, text: str) -> Statement:
     if isinstance(source, exp.Values):
         pass
     elif isinstance(source, exp.Query):
-        _check_query(source)
+        check_query(source)
     else:
         raise UnsupportedStatement("INSERT of something other than VALUES or a query")
     for key in ("where", "returning", "conflict", "alternative"):
         if tree.args.get(key):
             raise UnsupportedStatement(f"INSERT ... {key.upper()}")
-    return Statement(INSERT, text, tree, {"name": _parts(target), "columns": columns})
+    return Statement(INSERT, text, tree, {"name": table_parts(target), "columns": columns})
 
 
 # ---- the token-parsed statements --------------------------------------------------------------
@@ -559,4 +561,12 @@ def _alter(tokens: list[Token], text: str) -> Statement:
     )
 
 
-__all__ = ["Statement", "parse", "split_statements", "tokenize"]
+__all__ = [
+    "Statement",
+    "check_query",
+    "no_placeholders",
+    "parse",
+    "split_statements",
+    "table_parts",
+    "tokenize",
+]

@@ -69,7 +69,7 @@ def _target(table: exp.Expr, what: str) -> tuple[tuple[str, ...], str]:
         raise UnsupportedStatement(f"{what} into something other than a table")
     if table.args.get("version") is not None:
         raise UnsupportedStatement(f"{what} of a table VERSION AS OF (RESTORE it first)")
-    parts = p._parts(table)
+    parts = p.table_parts(table)
     if len(parts) > 3:
         raise UnsupportedStatement(f"name {table.sql('databricks')} (at most 3 parts)")
     return parts, table.alias_or_name
@@ -87,7 +87,7 @@ def _sets(items: list[exp.Expr], what: str) -> list[tuple[str, exp.Expr]]:
 def _queries_in(tree: exp.Expr) -> None:
     """Subqueries in conditions and values read tables too: checked like any query."""
     for q in tree.find_all(exp.Query):
-        p._check_query(q)
+        p.check_query(q)
 
 
 def _refuse(tree: exp.Expr, verb: str, clauses: tuple[str, ...]) -> None:
@@ -135,7 +135,7 @@ def dml(tree: exp.Expr, text: str) -> p.Statement:
             check_version(source)
         source_alias = source.alias_or_name
     elif isinstance(source, exp.Subquery):
-        p._check_query(source.this)
+        p.check_query(source.this)
         source_alias = source.alias_or_name
         if not source_alias:
             raise SqlSyntaxError("MERGE ... USING (subquery) needs an alias")
@@ -233,8 +233,8 @@ def create_view(tree: exp.Create, text: str) -> p.Statement:
     query = tree.expression
     if not isinstance(query, exp.Query) or isinstance(query, exp.Values):
         raise UnsupportedStatement("CREATE VIEW ... AS of something other than a query")
-    p._check_query(query)
-    p._no_placeholders(tree, "CREATE VIEW")
+    p.check_query(query)
+    p.no_placeholders(tree, "CREATE VIEW")
     for t in query.find_all(exp.Table):
         if t.args.get("version") is not None:
             raise UnsupportedStatement("a view over a table VERSION AS OF")
@@ -243,7 +243,7 @@ def create_view(tree: exp.Create, text: str) -> p.Statement:
         text,
         tree,
         {
-            "name": p._parts(target),
+            "name": p.table_parts(target),
             "replace": bool(tree.args.get("replace")),
             "if_not_exists": bool(tree.args.get("exists")),
             "columns": columns,
