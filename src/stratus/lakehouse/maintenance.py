@@ -23,6 +23,7 @@ from pathlib import Path
 
 from stratus.catalog import TableSpec
 from stratus.lakehouse import operations as ops
+from stratus.lakehouse import origin
 from stratus.lakehouse.tables import Lakehouse
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,8 @@ def run_maintenance(
         try:
             entry.files_before = _count(lakehouse, spec)
             if lakehouse.table(spec) is not None:
-                metrics = ops.optimize(lakehouse, spec, statement_id="maintenance")
+                with origin.committing_as(None, "maintenance"):
+                    metrics = ops.optimize(lakehouse, spec)
                 entry.files_added = int(metrics.get("numFilesAdded", 0))
                 entry.files_removed = int(metrics.get("numFilesRemoved", 0))
                 if retain_hours is not None:

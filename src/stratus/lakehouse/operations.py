@@ -45,9 +45,9 @@ class ConcurrentChange(CatalogError):
     error_code = "CONCURRENT_MODIFICATION"
 
 
-def _props(operation: str, statement_id: str | None) -> CommitProperties:
-    meta = origin.commit_metadata(operation, statement_id)
-    return CommitProperties(custom_metadata=meta, max_commit_retries=0)
+def _props(operation: str) -> CommitProperties:
+    """``operation`` and the statement and user of :func:`origin.committing_as`."""
+    return CommitProperties(custom_metadata=origin.commit_metadata(operation), max_commit_retries=0)
 
 
 def _open(lakehouse: Lakehouse, spec: TableSpec, version: int | None = None) -> DeltaTable:
@@ -203,15 +203,12 @@ def restore(
     spec: TableSpec,
     version: int | None,
     timestamp: str | None,
-    statement_id: str | None = None,
 ) -> dict[str, Any]:
     target = snapshot(lakehouse, spec, version, timestamp)  # 400 if missing or vacuumed
     table = _open(lakehouse, spec)
     try:
         with storage_io(f"cannot restore {spec.full_name}"):
-            metrics = table.restore(
-                target.version, commit_properties=_props("RESTORE", statement_id)
-            )
+            metrics = table.restore(target.version, commit_properties=_props("RESTORE"))
     except CommitFailedError:
         raise ConcurrentChange(f"{spec.full_name} changed while restoring: try again") from None
     except DeltaError as exc:
@@ -225,7 +222,6 @@ def optimize(
     lakehouse: Lakehouse,
     spec: TableSpec,
     zorder: Sequence[str] | None = None,
-    statement_id: str | None = None,
 ) -> dict[str, Any]:
     """Compact small files (or Z-order by ``zorder``) in one commit; delta-rs's metrics."""
     table = lakehouse.table(spec)
@@ -239,11 +235,11 @@ def optimize(
                 metrics = table.optimize.z_order(
                     list(zorder),
                     writer_properties=props,
-                    commit_properties=_props("OPTIMIZE", statement_id),
+                    commit_properties=_props("OPTIMIZE"),
                 )
             else:
                 metrics = table.optimize.compact(
-                    writer_properties=props, commit_properties=_props("OPTIMIZE", statement_id)
+                    writer_properties=props, commit_properties=_props("OPTIMIZE")
                 )
     except CommitFailedError:
         raise WriteConflictError(f"{spec.full_name} changed while optimizing: try again") from None
@@ -256,7 +252,6 @@ def vacuum(
     spec: TableSpec,
     retain_hours: float | None = None,
     dry_run: bool = False,
-    statement_id: str | None = None,
 ) -> list[str]:
     """Delete files no version newer than ``retain_hours`` ago needs (default 7 days)."""
     table = lakehouse.table(spec)
@@ -269,20 +264,20 @@ def vacuum(
             retention_hours=int(hours),
             dry_run=dry_run,
             enforce_retention_duration=False,
-            commit_properties=_props("VACUUM", statement_id),
+            commit_properties=_props("VACUUM"),
         )
     lakehouse.invalidate(spec)
     return list(removed)
 
 
-def delete_all(lakehouse: Lakehouse, spec: TableSpec, statement_id: str | None = None) -> int:
+def delete_all(lakehouse: Lakehouse, spec: TableSpec) -> int:
     """DELETE FROM t without WHERE: every row, one commit; how many rows were deleted."""
     if lakehouse.table(spec) is None:
         return 0
     table = _open(lakehouse, spec)
     try:
         with storage_io(f"cannot write table {spec.full_name}"):
-            metrics = table.delete(commit_properties=_props("DELETE", statement_id))
+            metrics = table.delete(commit_properties=_props("DELETE"))
     except CommitFailedError:
         raise ConcurrentChange(f"{spec.full_name} changed during the DELETE: try again") from None
     finally:
@@ -346,7 +341,6 @@ def apply_changes(
     read_version: int,
     changes: ChangeSet,
     operation: str,
-    statement_id: str | None = None,
     batches: Callable[[pa.Table], Iterator[pa.RecordBatch]] | None = None,
 ) -> dict[str, int]:
     """One commit on top of ``read_version`` (the version the rows were read at): a
@@ -372,7 +366,7 @@ def apply_changes(
                 source_alias="s",
                 target_alias="t",
                 writer_properties=lakehouse.writer_properties(),
-                commit_properties=_props(operation, statement_id),
+                commit_properties=_props(operation),
                 streamed_exec=True,
             )
             for clause, updates in changes.updates:

@@ -48,16 +48,15 @@ def current() -> Origin:
     return _current.get() or NOBODY
 
 
-def commit_metadata(
-    operation: str | None = None, statement_id: str | None = None
-) -> dict[str, str]:
-    """The ``custom_metadata`` of a commit made now (``statement_id`` overrides the origin's)."""
+def commit_metadata(operation: str | None = None) -> dict[str, str]:
+    """The ``custom_metadata`` of a commit made now: ``operation``, and the origin's statement
+    and user."""
     origin = current()
     meta: dict[str, str] = {}
     if operation:
         meta[OPERATION_KEY] = operation
-    if statement_id or origin.statement_id:
-        meta[STATEMENT_KEY] = str(statement_id or origin.statement_id)
+    if origin.statement_id:
+        meta[STATEMENT_KEY] = origin.statement_id
     if origin.user:
         meta[USER_KEY] = origin.user
     return meta

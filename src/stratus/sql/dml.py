@@ -337,7 +337,7 @@ class Dml:
                 run.check()
             changes = build(results)
             counts = ops.apply_changes(
-                svc.lakehouse, target.physical, target.version, changes, stmt.kind, sid
+                svc.lakehouse, target.physical, target.version, changes, stmt.kind
             )
         return counts
 
@@ -381,7 +381,7 @@ class Dml:
         if where is None:  # every row: a plain Delta DELETE, no rows read
             event = self.svc.lineage_event(sid, stmt.text, who, target.full_name, [], (), None)
             with self.svc.lineage_run(event):
-                deleted = ops.delete_all(self.svc.lakehouse, target.physical, sid)
+                deleted = ops.delete_all(self.svc.lakehouse, target.physical)
             return self._result(sid, stmt, target, deleted, {"deleted": deleted})
         where = self._tokens(target, where, values)
         q = exp.select(exp.alias_(exp.Literal.number(1), CLAUSE), *target.hidden()).from_(

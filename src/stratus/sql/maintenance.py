@@ -73,7 +73,7 @@ def optimize(svc: SqlService) -> Callable[..., SqlResult]:
                     )
                 names.append(name)
             zorder = names
-        metrics = ops.optimize(svc.lakehouse, physical, zorder, statement_id=sid)
+        metrics = ops.optimize(svc.lakehouse, physical, zorder)
         data = pa.table(
             {
                 "num_files_added": pa.array([int(metrics.get("numFilesAdded", 0))], pa.int64()),
@@ -94,7 +94,7 @@ def vacuum(svc: SqlService) -> Callable[..., SqlResult]:
 
         full_name, physical = _table(svc, stmt, who)
         hours = check_retention(stmt.args["retain_hours"], svc.settings.vacuum_retention_check)
-        removed = ops.vacuum(svc.lakehouse, physical, hours, stmt.args["dry_run"], sid)
+        removed = ops.vacuum(svc.lakehouse, physical, hours, stmt.args["dry_run"])
         root = svc.lakehouse.url(physical).rstrip("/") + "/"
         paths = [f.removeprefix(root) for f in removed]
         data = pa.table({"path": pa.array(paths, pa.string())})

@@ -109,7 +109,7 @@ def restore(svc: SqlService) -> Callable[..., SqlResult]:
             raise UnsupportedStatement(
                 f"RESTORE {full_name} to {version.text()}: its columns were different then"
             )
-        metrics = ops.restore(svc.lakehouse, physical, target.version, None, statement_id=sid)
+        metrics = ops.restore(svc.lakehouse, physical, target.version, None)
         data = pa.table(
             {
                 "restored_version": pa.array([target.version], pa.int64()),
