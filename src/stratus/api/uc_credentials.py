@@ -44,12 +44,13 @@ from typing import Any, Literal, TypeVar
 
 import orjson
 from flask import Blueprint, Flask, Response, current_app, request
-from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, StrictStr
 from werkzeug.exceptions import HTTPException
 
 from stratus.api.auth import audit, current_identity
 from stratus.api.encoding import json_response
-from stratus.api.problems import UC_PREFIX, Problem
+from stratus.api.params import json_body, parse_body
+from stratus.api.problems import UC_PREFIX, Problem, invalid
 from stratus.api.state import platform
 from stratus.catalog.errors import NotFound, PermissionDenied
 from stratus.lakehouse import sas
@@ -86,39 +87,15 @@ class PathCredentialBody(_Body):
 
 
 def _invalid(parameter: str, message: str) -> Problem:
-    return Problem(
-        400,
-        "Invalid parameter",
-        f"{parameter}: {message}",
-        type_="/problems/invalid-parameter",
-        parameter=parameter,
-        errors=[{"parameter": parameter, "message": message}],
-        error_code="INVALID_ARGUMENT",
-    )
+    return invalid([{"parameter": parameter, "message": message}])  # INVALID_ARGUMENT under UC
 
 
 def _body(model: type[T]) -> T:
     """The JSON body, or (Polars) the same fields in the query string."""
-    raw = request.get_data(cache=True)
-    data: Any = {}
-    if raw.strip():
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise _invalid("body", "must be a JSON object") from None
-        if not isinstance(data, dict):
-            raise _invalid("body", "must be a JSON object")
+    data = json_body()
     for key, value in request.args.items():
         data.setdefault(key, value)
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "body"
-        msg = {"extra_forbidden": "unknown field", "missing": "required"}.get(
-            err["type"], err["msg"]
-        )
-        raise _invalid(where, msg) from None
+    return parse_body(model, data)
 
 
 # ---- authorization: the one place a vend is decided -------------------------------------------
