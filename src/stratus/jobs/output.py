@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 import pyarrow as pa
-from deltalake import CommitProperties, WriterProperties, write_deltalake
+from deltalake import CommitProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError
 from sqlalchemy.exc import IntegrityError
 
@@ -29,7 +29,7 @@ from stratus.catalog.registry import TableSpec
 from stratus.catalog.specs import KEY_PROPERTY, register_spec, spec_from_table
 from stratus.lakehouse import origin
 from stratus.lakehouse.storage import StorageError, storage_io
-from stratus.lakehouse.tables import COMMIT_RETRIES, ROW_GROUP_SIZE, Lakehouse, WriteConflictError
+from stratus.lakehouse.tables import COMMIT_RETRIES, Lakehouse, WriteConflictError
 
 log = logging.getLogger(__name__)
 JOB_TYPE_PROPERTY = "stratus.job_type"
@@ -131,9 +131,7 @@ def replace_slice(
                     predicate=predicate,
                     partition_by=spec.partition_by or None,
                     storage_options=lakehouse.storage.options,
-                    writer_properties=WriterProperties(
-                        max_row_group_size=ROW_GROUP_SIZE, compression="ZSTD"
-                    ),
+                    writer_properties=lakehouse.writer_properties(),
                     commit_properties=CommitProperties(
                         custom_metadata={**origin.commit_metadata(), **metadata}
                     ),
